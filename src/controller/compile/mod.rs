@@ -1,0 +1,1 @@
+//! Snapshot → RouteTable + Report. Pure: no I/O, no clock. (Being written.)

@@ -1,0 +1,1 @@
+//! File mode source: a folder of YAML manifests. (Being written.)

@@ -1,0 +1,14 @@
+//! The control side: sources of Kubernetes objects, the pure compiler, and publishing.
+//!
+//! ```text
+//!   manifests (file mode) ─┐
+//!                          ├─► Snapshot ─► compile ─► (RouteTable, Report) ─► publish (ArcSwap)
+//!   kube reflectors ───────┘
+//! ```
+
+pub mod compile;
+pub mod manifests;
+pub mod publish;
+pub mod snapshot;
+
+pub use snapshot::Snapshot;

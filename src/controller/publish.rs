@@ -1,0 +1,1 @@
+//! Publishing compiled tables. (Being written.)

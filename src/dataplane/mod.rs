@@ -1,0 +1,1 @@
+//! The dataplane: listeners, routing, HTTP proxying and WebSocket tunnels. (Being written.)

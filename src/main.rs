@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", wsgate::crd::crd_yaml());
+}

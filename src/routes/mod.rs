@@ -1,0 +1,306 @@
+//! The route table: what the dataplane serves, as plain immutable data.
+//!
+//! ```text
+//!   compile ──► RouteTable ──► ArcSwap ──► dataplane (one load per request or handshake)
+//!
+//!   RouteTable
+//!     ├─ exact hosts     "chat.example.com" ─► [Route, …]   (longest path first, Exact before Prefix)
+//!     ├─ wildcard hosts  "*.example.com"    ─► [Route, …]   (matches exactly one extra label)
+//!     ├─ any host        (rules without host) [Route, …]
+//!     └─ default backend Route               (Ingress `defaultBackend`)
+//! ```
+//!
+//! Lookup tries the exact host group, then the wildcard group, then the rules without a host, then the
+//! default backend; inside a group the first (most specific) path that matches wins. Nothing here knows
+//! about Kubernetes: the compiler translates objects into these types, the dataplane only reads them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Default time a backend has to answer a WebSocket handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a WebSocket may stay silent in both directions before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The compiled, immutable routing configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    /// Monotonic number set by the publisher; 0 for a table that was never published.
+    pub generation: u64,
+    exact: HashMap<String, Vec<Arc<Route>>>,
+    /// Keyed by the suffix after `*.`, e.g. `example.com` for `*.example.com`.
+    wildcard: HashMap<String, Vec<Arc<Route>>>,
+    any_host: Vec<Arc<Route>>,
+    default_backend: Option<Arc<Route>>,
+}
+
+/// Which hosts a route answers for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "type", content = "value")]
+pub enum HostMatch {
+    /// Every host (a rule without host, a WebSocketRoute without hostnames).
+    Any,
+    /// One host, lower-case, no port.
+    Exact(String),
+    /// `*.suffix`: stored as the suffix; matches `label.suffix` for exactly one label.
+    Wildcard(String),
+}
+
+impl HostMatch {
+    /// Parses a hostname as written in an Ingress rule or WebSocketRoute (`""` means any host).
+    pub fn parse(host: &str) -> HostMatch {
+        let host = host.trim().to_ascii_lowercase();
+        if host.is_empty() || host == "*" {
+            HostMatch::Any
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            HostMatch::Wildcard(suffix.to_string())
+        } else {
+            HostMatch::Exact(host)
+        }
+    }
+}
+
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::Any => f.write_str("*"),
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Wildcard(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+/// How a path is compared with the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PathKind {
+    /// Case-sensitive match of the whole path.
+    Exact,
+    /// Element-wise prefix: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
+    Prefix,
+}
+
+/// A path matcher, normalized at compile time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PathMatch {
+    pub kind: PathKind,
+    /// For `Exact`, the path as written. For `Prefix`, the path without trailing slashes (`/` stays `/`).
+    pub value: String,
+}
+
+impl PathMatch {
+    pub fn exact(value: &str) -> PathMatch {
+        PathMatch { kind: PathKind::Exact, value: value.to_string() }
+    }
+
+    /// A prefix matcher; trailing slashes are ignored, as the Ingress spec requires.
+    pub fn prefix(value: &str) -> PathMatch {
+        let trimmed = value.trim_end_matches('/');
+        let value = if trimmed.is_empty() { "/" } else { trimmed };
+        PathMatch { kind: PathKind::Prefix, value: value.to_string() }
+    }
+
+    /// Whether `path` (the request path, without query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self.kind {
+            PathKind::Exact => path == self.value,
+            PathKind::Prefix => {
+                if self.value == "/" {
+                    return true;
+                }
+                match path.strip_prefix(self.value.as_str()) {
+                    Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                    None => false,
+                }
+            }
+        }
+    }
+
+    /// Ordering key inside a host group: longer paths first, `Exact` before `Prefix` at equal length.
+    fn precedence(&self) -> (std::cmp::Reverse<usize>, PathKind) {
+        (std::cmp::Reverse(self.value.len()), self.kind)
+    }
+}
+
+impl std::fmt::Display for PathMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}", self.kind, self.value)
+    }
+}
+
+/// How a route spreads new connections over ready endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum LoadBalancing {
+    /// Fewest active proxied connections; ties are broken round-robin.
+    #[default]
+    LeastConnections,
+    RoundRobin,
+}
+
+/// Per-route limits and choices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// Time the backend has to answer the WebSocket handshake (504 after it).
+    #[serde(with = "duration_secs")]
+    pub handshake_timeout: Duration,
+    /// Time an upgraded connection may carry no bytes in either direction before it is closed.
+    #[serde(with = "duration_secs")]
+    pub idle_timeout: Duration,
+    pub load_balancing: LoadBalancing,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            load_balancing: LoadBalancing::default(),
+        }
+    }
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// The kind of object a route was compiled from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum SourceKind {
+    Ingress,
+    WebSocketRoute,
+}
+
+/// The object a route came from, for metrics, logs and `/debug/routes`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One upstream endpoint that is ready for new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+}
+
+/// A weighted group of endpoints: one Service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    /// `namespace/service:port`, for logs and inspection.
+    pub name: String,
+    /// Relative share of new connections; 0 means the backend gets none.
+    pub weight: u32,
+    /// Ready endpoints, sorted; may be empty (the route then answers 503).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A host + path matcher with its backends and policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// `namespace/name` of the source object: the `route` label of every metric.
+    pub id: Arc<str>,
+    pub source: Source,
+    pub host: HostMatch,
+    pub path: PathMatch,
+    pub backends: Vec<Backend>,
+    pub policy: Policy,
+}
+
+impl Route {
+    /// Whether any backend with a non-zero weight has a ready endpoint.
+    pub fn has_ready_endpoint(&self) -> bool {
+        self.backends.iter().any(|b| b.weight > 0 && !b.endpoints.is_empty())
+    }
+}
+
+impl RouteTable {
+    /// Builds a table from routes. Routes are grouped by host and ordered by path precedence; when two
+    /// routes have the same host and path matcher, the first one given wins (the compiler passes them
+    /// oldest first and reports the conflict itself).
+    pub fn new(routes: Vec<Route>, default_backend: Option<Route>) -> RouteTable {
+        let mut table = RouteTable { default_backend: default_backend.map(Arc::new), ..RouteTable::default() };
+        for route in routes {
+            let group = match &route.host {
+                HostMatch::Any => &mut table.any_host,
+                HostMatch::Exact(h) => table.exact.entry(h.clone()).or_default(),
+                HostMatch::Wildcard(s) => table.wildcard.entry(s.clone()).or_default(),
+            };
+            if group.iter().any(|r| r.path == route.path) {
+                continue;
+            }
+            group.push(Arc::new(route));
+        }
+        let groups = table.exact.values_mut().chain(table.wildcard.values_mut());
+        for group in groups.chain(std::iter::once(&mut table.any_host)) {
+            // Stable: equal precedence keeps insertion order.
+            group.sort_by(|a, b| a.path.precedence().cmp(&b.path.precedence()));
+        }
+        table
+    }
+
+    /// Finds the route for a request. `host` may carry a port and any case; `path` excludes the query.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        fn first<'t>(group: &'t [Arc<Route>], path: &str) -> Option<&'t Arc<Route>> {
+            group.iter().find(|r| r.path.matches(path))
+        }
+        let host = normalize_host(host);
+        let host = host.as_ref();
+        if let Some(route) = self.exact.get(host).and_then(|g| first(g, path)) {
+            return Some(route);
+        }
+        // A wildcard covers exactly one label: `a.example.com` → `example.com`.
+        if let Some((label, suffix)) = host.split_once('.')
+            && !label.is_empty()
+            && let Some(route) = self.wildcard.get(suffix).and_then(|g| first(g, path))
+        {
+            return Some(route);
+        }
+        first(&self.any_host, path).or(self.default_backend.as_ref())
+    }
+
+    /// Every route, in lookup order per group, then the default backend: for inspection and tests.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        let mut exact: Vec<_> = self.exact.iter().collect();
+        exact.sort_by(|a, b| a.0.cmp(b.0));
+        let mut wildcard: Vec<_> = self.wildcard.iter().collect();
+        wildcard.sort_by(|a, b| a.0.cmp(b.0));
+        exact
+            .into_iter()
+            .chain(wildcard)
+            .flat_map(|(_, g)| g.iter())
+            .chain(self.any_host.iter())
+            .chain(self.default_backend.iter())
+    }
+
+    pub fn default_backend(&self) -> Option<&Arc<Route>> {
+        self.default_backend.as_ref()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty() && self.any_host.is_empty() && self.default_backend.is_none()
+    }
+}
+
+/// Lower-cases a Host header value and strips its port (and the brackets of an IPv6 literal).
+pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
+}
