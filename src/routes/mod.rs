@@ -304,3 +304,6 @@ pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(host)
     }
 }
+
+/// The table as the dataplane sees it: swapped whole by the publisher, loaded once per request or handshake.
+pub type SharedTable = Arc<arc_swap::ArcSwap<RouteTable>>;
