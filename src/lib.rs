@@ -18,4 +18,5 @@ pub mod crd;
 pub mod dataplane;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 pub mod telemetry;

@@ -1,3 +1,175 @@
-fn main() {
-    print!("{}", wsgate::crd::crd_yaml());
+//! The `wsgate` command: wiring only. Parses the command line, starts the source, the dataplane and the
+//! admin listener, and shuts them down in order on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use wsgate::controller::compile::{CompileOptions, Severity, compile};
+use wsgate::controller::manifests::load_dir;
+use wsgate::server::{self, ServerConfig, Source};
+use wsgate::telemetry::{self, LogFormat};
+
+/// wsgate: a Kubernetes ingress controller built for WebSockets.
+#[derive(Parser, Debug)]
+#[command(name = "wsgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve traffic. With --manifests, routes come from a folder of YAML manifests (file mode),
+    /// reloaded on every change; without it, from the Kubernetes API.
+    Run(RunArgs),
+    /// Load and compile a folder of manifests, print every problem, and exit 1 if any is an error.
+    Check(CheckArgs),
+    /// Print the WebSocketRoute CustomResourceDefinition (the content of crds/).
+    Crd,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Folder of Kubernetes YAML manifests (Ingress, IngressClass, WebSocketRoute, Service,
+    /// EndpointSlice) to serve instead of watching a cluster.
+    #[arg(long, env = "WSGATE_MANIFESTS", value_name = "DIR")]
+    manifests: Option<PathBuf>,
+
+    /// Address of the traffic listener (HTTP and WebSocket).
+    #[arg(long, env = "WSGATE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+
+    /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes).
+    #[arg(long, env = "WSGATE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    admin_addr: SocketAddr,
+
+    /// IngressClass name whose Ingresses wsgate serves.
+    #[arg(long, env = "WSGATE_INGRESS_CLASS", default_value = "wsgate")]
+    ingress_class: String,
+
+    /// On SIGTERM, how long open connections (WebSockets included) may keep running before wsgate exits,
+    /// in seconds.
+    #[arg(long, env = "WSGATE_DRAIN_TIMEOUT", default_value = "30", value_name = "SECONDS")]
+    drain_timeout: u64,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Folder of manifests to check.
+    dir: PathBuf,
+
+    /// IngressClass name whose Ingresses wsgate serves.
+    #[arg(long, default_value = "wsgate")]
+    ingress_class: String,
+}
+
+#[derive(Args, Debug)]
+struct LogArgs {
+    /// Log line format.
+    #[arg(long, env = "WSGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    /// Log filter when RUST_LOG is not set (e.g. `info`, `wsgate=debug`).
+    #[arg(long, env = "WSGATE_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", wsgate::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Check(args) => check(&args),
+        Command::Run(args) => {
+            telemetry::init(args.log.log_format, &args.log.log_level);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(error) => {
+                    eprintln!("wsgate: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    eprintln!("wsgate: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `wsgate check DIR`: what file mode would serve, and what is wrong with it.
+fn check(args: &CheckArgs) -> ExitCode {
+    let loaded = match load_dir(&args.dir) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut errors = loaded.errors.len();
+    for error in &loaded.errors {
+        println!("error: {error}");
+    }
+    let compiled = compile(&loaded.snapshot, &CompileOptions { ingress_class: args.ingress_class.clone() });
+    let mut warnings = 0;
+    for diagnostic in &compiled.report.diagnostics {
+        match diagnostic.severity {
+            Severity::Error => {
+                errors += 1;
+                println!("error: {diagnostic}");
+            }
+            Severity::Warning => {
+                warnings += 1;
+                println!("warning: {diagnostic}");
+            }
+        }
+    }
+    let routes = compiled.table.routes().count();
+    println!("{}: {routes} route(s), {errors} error(s), {warnings} warning(s)", args.dir.display());
+    if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let Some(dir) = args.manifests else {
+        anyhow::bail!("Kubernetes mode is not available yet: pass --manifests DIR to serve a folder of manifests");
+    };
+    let config = ServerConfig {
+        http_addr: args.http_addr,
+        admin_addr: args.admin_addr,
+        source: Source::Manifests(dir),
+        compile: CompileOptions { ingress_class: args.ingress_class },
+        drain: Duration::from_secs(args.drain_timeout),
+    };
+    let bound = config.bind().await?;
+    tracing::info!(http = %bound.http.local_addr()?, admin = %bound.admin.local_addr()?, "listening");
+    server::run(config, bound, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

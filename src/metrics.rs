@@ -76,6 +76,10 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_timestamp_seconds: prometheus::Gauge,
     pub config_compile_duration_seconds: Histogram,
+    pub kube_watch_errors_total: IntCounterVec,
+    pub last_sync_timestamp_seconds: prometheus::Gauge,
+    pub reconcile_duration_seconds: Histogram,
+    pub status_writes_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -157,6 +161,35 @@ impl Metrics {
                     .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
             )
             .expect("valid metric"),
+            kube_watch_errors_total: IntCounterVec::new(
+                Opts::new(
+                    "wsgate_kube_watch_errors_total",
+                    "Kubernetes watch failures by kind; watchers retry with backoff.",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric"),
+            last_sync_timestamp_seconds: prometheus::Gauge::new(
+                "wsgate_last_sync_timestamp_seconds",
+                "Unix time of the last event received from the Kubernetes API.",
+            )
+            .expect("valid metric"),
+            reconcile_duration_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "wsgate_reconcile_duration_seconds",
+                    "Time from a Kubernetes change being noticed to the new table being published.",
+                )
+                .buckets(vec![0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            )
+            .expect("valid metric"),
+            status_writes_total: IntCounterVec::new(
+                Opts::new(
+                    "wsgate_status_writes_total",
+                    "Status patches sent to the Kubernetes API by outcome (written, failed).",
+                ),
+                &["kind", "outcome"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -172,6 +205,10 @@ impl Metrics {
             Box::new(m.config_reloads_total.clone()),
             Box::new(m.config_last_reload_timestamp_seconds.clone()),
             Box::new(m.config_compile_duration_seconds.clone()),
+            Box::new(m.kube_watch_errors_total.clone()),
+            Box::new(m.last_sync_timestamp_seconds.clone()),
+            Box::new(m.reconcile_duration_seconds.clone()),
+            Box::new(m.status_writes_total.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

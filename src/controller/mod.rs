@@ -7,8 +7,10 @@
 //! ```
 
 pub mod compile;
+pub mod file_mode;
 pub mod manifests;
 pub mod publish;
 pub mod snapshot;
+pub mod sources;
 
 pub use snapshot::Snapshot;

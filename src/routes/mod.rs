@@ -27,7 +27,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The compiled, immutable routing configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteTable {
     /// Monotonic number set by the publisher; 0 for a table that was never published.
     pub generation: u64,

@@ -1,0 +1,156 @@
+//! Kubernetes source: one kube-runtime reflector per kind, each feeding a cheap read-only store.
+//!
+//! ```text
+//!   watcher(Ingress) ─────────┐
+//!   watcher(IngressClass) ────┤   trim managedFields,      stores ──► snapshot() ──► compile
+//!   watcher(WebSocketRoute) ──┼─► backoff on errors,  ──►
+//!   watcher(Service) ─────────┤   count errors            └─► `changed` (Notify) ──► debounced rebuild
+//!   watcher(EndpointSlice) ───┘   (labelled kubernetes.io/service-name only)
+//! ```
+//!
+//! Watchers reconnect with the watcher's default backoff; while the API server is away the stores keep
+//! their last state, so the served table stays as it was. Deletes are not durable signals: the stores,
+//! not the events, are the truth compile reads.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::Snapshot;
+use crate::crd::WebSocketRoute;
+use crate::metrics::Metrics;
+
+/// The label EndpointSlices carry to name their Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Read handles on every store, and the watcher tasks that fill them.
+pub struct KubeSources {
+    ingresses: Store<Ingress>,
+    ingress_classes: Store<IngressClass>,
+    websocket_routes: Store<WebSocketRoute>,
+    services: Store<Service>,
+    endpoint_slices: Store<EndpointSlice>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl KubeSources {
+    /// Starts one watcher per kind. `namespace` restricts the namespaced kinds to one namespace.
+    /// `changed` is notified after every applied event.
+    pub fn start(client: &Client, namespace: Option<&str>, metrics: Arc<Metrics>, changed: Arc<Notify>) -> KubeSources {
+        let namespaced = |client: &Client| -> Api<_> {
+            match namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            }
+        };
+        let mut tasks = Vec::new();
+        let mut watch = |tasks: &mut Vec<JoinHandle<()>>| {
+            let metrics = metrics.clone();
+            let changed = changed.clone();
+            move |api, config| {
+                let (store, task) = reflect(api, config, metrics, changed);
+                tasks.push(task);
+                store
+            }
+        };
+        let ingresses = watch(&mut tasks)(namespaced(client), watcher::Config::default());
+        let ingress_classes = watch(&mut tasks)(Api::all(client.clone()), watcher::Config::default());
+        let websocket_routes = watch(&mut tasks)(namespaced(client), watcher::Config::default());
+        let services = watch(&mut tasks)(namespaced(client), watcher::Config::default());
+        let endpoint_slices =
+            watch(&mut tasks)(namespaced(client), watcher::Config::default().labels(SERVICE_NAME_LABEL));
+        KubeSources { ingresses, ingress_classes, websocket_routes, services, endpoint_slices, tasks }
+    }
+
+    /// Resolves once every store has completed its first list: compiling before that would publish a
+    /// table with routes missing.
+    pub async fn wait_synced(&self) {
+        let _ = tokio::join!(
+            self.ingresses.wait_until_ready(),
+            self.ingress_classes.wait_until_ready(),
+            self.websocket_routes.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.endpoint_slices.wait_until_ready(),
+        );
+    }
+
+    /// A copy of every store's current content.
+    pub fn snapshot(&self) -> Snapshot {
+        fn copy<K: Clone + kube::Resource + 'static>(store: &Store<K>) -> Vec<K>
+        where
+            K::DynamicType: std::hash::Hash + Eq + Clone,
+        {
+            store.state().iter().map(|o| (**o).clone()).collect()
+        }
+        Snapshot {
+            ingresses: copy(&self.ingresses),
+            ingress_classes: copy(&self.ingress_classes),
+            websocket_routes: copy(&self.websocket_routes),
+            services: copy(&self.services),
+            endpoint_slices: copy(&self.endpoint_slices),
+        }
+    }
+}
+
+impl Drop for KubeSources {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Runs a reflector for one kind in a task; returns its store.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    metrics: Arc<Metrics>,
+    changed: Arc<Notify>,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).modify(|obj: &mut K| {
+            // Nothing wsgate reads lives there, and it is most of an object's size.
+            obj.managed_fields_mut().clear();
+            obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+        }),
+    )
+    .default_backoff();
+    let task = tokio::spawn(async move {
+        let errors = metrics.kube_watch_errors_total.with_label_values(&[kind.as_str()]);
+        stream
+            .for_each(|event| {
+                match event {
+                    Ok(_) => {
+                        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                        metrics.last_sync_timestamp_seconds.set(now);
+                        changed.notify_one();
+                    }
+                    Err(error) => {
+                        errors.inc();
+                        tracing::warn!(kind = %kind, %error, "watch failed; retrying with backoff, serving the last good table");
+                    }
+                }
+                std::future::ready(())
+            })
+            .await;
+    });
+    (store, task)
+}

@@ -1,0 +1,121 @@
+//! Wiring for `wsgate run`: the route source, the dataplane and the admin listener, started together
+//! and stopped in order. Shared by the binary and the quickstart example.
+//!
+//! ```text
+//!   source (file mode | Kubernetes) ─► Publisher ─► SharedTable ─► Proxy (traffic listener)
+//!                                          └─► Readiness ─► Admin (admin listener)
+//!   shutdown ─► stop source and accepting ─► drain open connections (≤ drain) ─► return
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::admin::{Admin, Readiness};
+use crate::controller::compile::CompileOptions;
+use crate::controller::file_mode::{self, FileModeError};
+use crate::controller::publish::Publisher;
+use crate::dataplane::Proxy;
+use crate::metrics::Metrics;
+use crate::routes::SharedTable;
+
+/// Where routes come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A folder of YAML manifests, watched for changes.
+    Manifests(PathBuf),
+}
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub source: Source,
+    pub compile: CompileOptions,
+    /// How long open connections may keep running after shutdown begins.
+    pub drain: Duration,
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    FileMode(#[from] FileModeError),
+    #[error("the {0} task failed: {1}")]
+    Task(&'static str, String),
+    #[error("the traffic listener failed: {0}")]
+    Listener(std::io::Error),
+}
+
+/// Listening sockets, bound before anything else starts so that a port in use fails fast.
+pub struct Bound {
+    pub http: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl ServerConfig {
+    pub async fn bind(&self) -> Result<Bound, ServerError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+        };
+        Ok(Bound { http: bind(self.http_addr).await?, admin: bind(self.admin_addr).await? })
+    }
+}
+
+/// Serves until `shutdown` resolves (then drains) or the source fails.
+pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let metrics = Arc::new(Metrics::new());
+    let table = SharedTable::default();
+    let readiness = Readiness::default();
+    let publisher = Publisher::new(table.clone(), metrics.clone(), readiness.clone());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let admin = Admin { metrics: metrics.clone(), table: table.clone(), readiness };
+    let admin_task = tokio::spawn(admin.serve(bound.admin, stopped()));
+    let proxy = Proxy::new(table, metrics);
+    let drain = config.drain;
+    let proxy_stopped = stopped();
+    let proxy_task = tokio::spawn(async move { proxy.serve(bound.http, proxy_stopped, drain).await });
+
+    let source = match config.source {
+        Source::Manifests(dir) => tokio::spawn(file_mode::run(dir, config.compile, publisher, stopped())),
+    };
+
+    let mut result = Ok(());
+    tokio::select! {
+        ended = source => {
+            result = match ended {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error.into()),
+                Err(error) => Err(ServerError::Task("route source", error.to_string())),
+            };
+        }
+        _ = shutdown => {
+            tracing::info!(drain_seconds = drain.as_secs_f64(), "shutting down: draining open connections");
+        }
+    }
+    let _ = stop_tx.send(true);
+    match proxy_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => result = result.and(Err(ServerError::Listener(error))),
+        Err(error) => result = result.and(Err(ServerError::Task("dataplane", error.to_string()))),
+    }
+    if let Err(error) = admin_task.await {
+        result = result.and(Err(ServerError::Task("admin", error.to_string())));
+    }
+    result
+}
