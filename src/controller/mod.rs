@@ -10,6 +10,7 @@ pub mod compile;
 pub mod file_mode;
 pub mod manifests;
 pub mod publish;
+pub mod rbac;
 pub mod snapshot;
 pub mod sources;
 
