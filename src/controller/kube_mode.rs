@@ -69,7 +69,7 @@ pub async fn run(
     loop {
         let snapshot = sources.snapshot();
         let compiled = compile(&snapshot, &config.compile);
-        let errors = compiled.report.diagnostics.iter().filter(|d| d.is_error()).count();
+        let errors = compiled.report.errors().count();
         metrics.config_errors_total.inc_by(errors as u64);
         let desired = super::status_from_report(&compiled.report);
         publisher.publish(compiled.table);
