@@ -34,8 +34,10 @@ async fn main() -> anyhow::Result<()> {
     let config = ServerConfig {
         http_addr: "127.0.0.1:8080".parse()?,
         admin_addr: "127.0.0.1:9090".parse()?,
-        source: Source::Manifests(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart")),
-        compile: CompileOptions { ingress_class: "wsgate".into() },
+        source: Source::Manifests {
+            dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
+            compile: CompileOptions::default(),
+        },
         drain: Duration::from_secs(5),
     };
     let bound = config.bind().await?;

@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use wsgate::controller::compile::{CompileOptions, Severity, compile};
 use wsgate::controller::manifests::load_dir;
+use wsgate::controller::kube_mode::KubeConfig;
+use wsgate::controller::lease::LeaseConfig;
+use wsgate::controller::status::PublishTarget;
 use wsgate::server::{self, ServerConfig, Source};
 use wsgate::telemetry::{self, LogFormat};
 
@@ -29,6 +32,8 @@ enum Command {
     Check(CheckArgs),
     /// Print the WebSocketRoute CustomResourceDefinition (the content of crds/).
     Crd,
+    /// Print the RBAC rules the controller needs (what the Helm chart grants).
+    Rbac,
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +54,31 @@ struct RunArgs {
     /// IngressClass name whose Ingresses wsgate serves.
     #[arg(long, env = "WSGATE_INGRESS_CLASS", default_value = "wsgate")]
     ingress_class: String,
+
+    /// Watch only this namespace (Kubernetes mode). Default: all namespaces.
+    #[arg(long, env = "WSGATE_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Copy this Service's load-balancer addresses into the status of served Ingresses
+    /// (Kubernetes mode), as NAMESPACE/NAME.
+    #[arg(long, env = "WSGATE_PUBLISH_SERVICE", value_name = "NAMESPACE/NAME", conflicts_with = "publish_address")]
+    publish_service: Option<String>,
+
+    /// Write these IPs or hostnames into the status of served Ingresses (Kubernetes mode).
+    #[arg(long, env = "WSGATE_PUBLISH_ADDRESS", value_name = "ADDR", value_delimiter = ',')]
+    publish_address: Vec<String>,
+
+    /// Name of the coordination.k8s.io Lease that elects the one replica writing status.
+    #[arg(long, env = "WSGATE_LEASE_NAME", default_value = "wsgate-leader")]
+    lease_name: String,
+
+    /// Namespace of the Lease. Default: $POD_NAMESPACE, else "default".
+    #[arg(long, env = "WSGATE_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+
+    /// This replica's identity in the Lease. Default: $POD_NAME, else the host name.
+    #[arg(long, env = "WSGATE_IDENTITY")]
+    identity: Option<String>,
 
     /// On SIGTERM, how long open connections (WebSockets included) may keep running before wsgate exits,
     /// in seconds.
@@ -85,6 +115,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crd => {
             print!("{}", wsgate::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Rbac => {
+            print!("{}", wsgate::controller::rbac::rules_yaml());
             ExitCode::SUCCESS
         }
         Command::Check(args) => check(&args),
@@ -142,14 +176,42 @@ fn check(args: &CheckArgs) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let Some(dir) = args.manifests else {
-        anyhow::bail!("Kubernetes mode is not available yet: pass --manifests DIR to serve a folder of manifests");
+    let compile = CompileOptions { ingress_class: args.ingress_class };
+    let source = match args.manifests {
+        Some(dir) => Source::Manifests { dir, compile },
+        None => {
+            let publish = match (args.publish_service, args.publish_address) {
+                (Some(service), _) => {
+                    let (ns, name) = service
+                        .split_once('/')
+                        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                        .ok_or_else(|| anyhow::anyhow!("--publish-service must be NAMESPACE/NAME, got {service:?}"))?;
+                    PublishTarget::Service((ns.to_string(), name.to_string()))
+                }
+                (None, addresses) if !addresses.is_empty() => PublishTarget::Addresses(addresses),
+                (None, _) => PublishTarget::None,
+            };
+            let identity = args
+                .identity
+                .or_else(|| std::env::var("POD_NAME").ok())
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+                .unwrap_or_else(|| format!("wsgate-{}", std::process::id()));
+            let lease_namespace = args
+                .lease_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "default".to_string());
+            Source::Kubernetes(KubeConfig {
+                namespace: args.namespace,
+                compile,
+                publish,
+                lease: Some(LeaseConfig::new(lease_namespace, args.lease_name, identity)),
+            })
+        }
     };
     let config = ServerConfig {
         http_addr: args.http_addr,
         admin_addr: args.admin_addr,
-        source: Source::Manifests(dir),
-        compile: CompileOptions { ingress_class: args.ingress_class },
+        source,
         drain: Duration::from_secs(args.drain_timeout),
     };
     let bound = config.bind().await?;

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::admin::{Admin, Readiness};
 use crate::controller::compile::CompileOptions;
 use crate::controller::file_mode::{self, FileModeError};
+use crate::controller::kube_mode::{self, KubeConfig, KubeModeError};
 use crate::controller::publish::Publisher;
 use crate::dataplane::Proxy;
 use crate::metrics::Metrics;
@@ -27,7 +28,9 @@ use crate::routes::SharedTable;
 #[derive(Debug, Clone)]
 pub enum Source {
     /// A folder of YAML manifests, watched for changes.
-    Manifests(PathBuf),
+    Manifests { dir: PathBuf, compile: CompileOptions },
+    /// The Kubernetes API (in-cluster config or KUBECONFIG).
+    Kubernetes(KubeConfig),
 }
 
 /// Everything `run` needs.
@@ -36,7 +39,6 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub source: Source,
-    pub compile: CompileOptions,
     /// How long open connections may keep running after shutdown begins.
     pub drain: Duration,
 }
@@ -48,6 +50,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     FileMode(#[from] FileModeError),
+    #[error(transparent)]
+    Kubernetes(#[from] KubeModeError),
     #[error("the {0} task failed: {1}")]
     Task(&'static str, String),
     #[error("the traffic listener failed: {0}")]
@@ -86,13 +90,18 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
 
     let admin = Admin { metrics: metrics.clone(), table: table.clone(), readiness };
     let admin_task = tokio::spawn(admin.serve(bound.admin, stopped()));
-    let proxy = Proxy::new(table, metrics);
+    let proxy = Proxy::new(table, metrics.clone());
     let drain = config.drain;
     let proxy_stopped = stopped();
     let proxy_task = tokio::spawn(async move { proxy.serve(bound.http, proxy_stopped, drain).await });
 
     let source = match config.source {
-        Source::Manifests(dir) => tokio::spawn(file_mode::run(dir, config.compile, publisher, stopped())),
+        Source::Manifests { dir, compile } => {
+            tokio::spawn(async move { file_mode::run(dir, compile, publisher, stopped()).await.map_err(ServerError::from) })
+        }
+        Source::Kubernetes(kube) => tokio::spawn(async move {
+            kube_mode::run(kube, publisher, metrics, stopped()).await.map_err(ServerError::from)
+        }),
     };
 
     let mut result = Ok(());
@@ -100,7 +109,7 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
         ended = source => {
             result = match ended {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error.into()),
+                Ok(Err(error)) => Err(error),
                 Err(error) => Err(ServerError::Task("route source", error.to_string())),
             };
         }
