@@ -22,6 +22,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::controller::Snapshot;
 use crate::crd::WebSocketRoute;
@@ -163,17 +164,10 @@ enum Object {
 }
 
 impl Object {
-    /// Parses `source` as `kind`; the error text carries serde_yaml's field path and position.
-    fn parse<'de, D>(kind: Kind, source: D) -> Result<Object, String>
-    where
-        D: serde::Deserializer<'de>,
-        D::Error: fmt::Display,
-    {
-        fn parse<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(source: D) -> Result<Box<T>, String>
-        where
-            D::Error: fmt::Display,
-        {
-            T::deserialize(source).map(Box::new).map_err(|error| error.to_string())
+    /// Parses one YAML document as `kind`; serde_yaml's error names the field path and position.
+    fn parse(kind: Kind, source: serde_yaml::Deserializer<'_>) -> Result<Object, serde_yaml::Error> {
+        fn parse<T: DeserializeOwned>(source: serde_yaml::Deserializer<'_>) -> Result<Box<T>, serde_yaml::Error> {
+            T::deserialize(source).map(Box::new)
         }
         Ok(match kind {
             Kind::Ingress => Object::Ingress(parse(source)?),
@@ -181,6 +175,20 @@ impl Object {
             Kind::WebSocketRoute => Object::WebSocketRoute(parse(source)?),
             Kind::Service => Object::Service(parse(source)?),
             Kind::EndpointSlice => Object::EndpointSlice(parse(source)?),
+        })
+    }
+
+    /// Parses a List item. The item is written out and read again so errors name the field path; the
+    /// position is dropped, as it would count lines of the rewritten item, not of the file.
+    fn parse_item(kind: Kind, item: &serde_yaml::Value) -> Result<Object, String> {
+        let text = serde_yaml::to_string(item).map_err(|error| error.to_string())?;
+        Object::parse(kind, serde_yaml::Deserializer::from_str(&text)).map_err(|error| {
+            let message = error.to_string();
+            let position = error.location().map(|at| format!(" at line {} column {}", at.line(), at.column()));
+            match position.as_deref().and_then(|position| message.strip_suffix(position)) {
+                Some(stripped) => stripped.to_string(),
+                None => message,
+            }
         })
     }
 
@@ -205,22 +213,33 @@ impl Object {
     }
 }
 
-/// `apiVersion` and `kind` of a document, read before the document is parsed as its type.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TypeMeta {
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: Option<NameOnly>,
+/// `apiVersion`, `kind` and `metadata.name` of a document, read before it is parsed as its type.
+struct TypeInfo<'v> {
+    api_version: Option<&'v str>,
+    kind: Option<&'v str>,
+    name: Option<&'v str>,
 }
 
-#[derive(Deserialize)]
-struct NameOnly {
-    #[serde(default)]
-    name: Option<String>,
+impl<'v> TypeInfo<'v> {
+    /// `None` when the value is not a mapping, so cannot be an object.
+    fn of(value: &'v serde_yaml::Value) -> Option<TypeInfo<'v>> {
+        value.as_mapping()?;
+        Some(TypeInfo {
+            api_version: value.get("apiVersion").and_then(serde_yaml::Value::as_str),
+            kind: value.get("kind").and_then(serde_yaml::Value::as_str),
+            name: value.get("metadata").and_then(|m| m.get("name")).and_then(serde_yaml::Value::as_str),
+        })
+    }
+
+    fn skipped(&self, file: &Path, document: usize, api_version: &str, kind: &str) -> SkippedObject {
+        SkippedObject {
+            file: file.to_path_buf(),
+            document,
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            name: self.name.map(str::to_string),
+        }
+    }
 }
 
 /// `items` of a `v1 List`.
@@ -261,26 +280,24 @@ impl Loader {
             if value.is_null() {
                 continue;
             }
-            let meta = match TypeMeta::deserialize(value) {
-                Ok(meta) => meta,
-                Err(_) => {
-                    self.error(file, number, "a document must be a mapping (a Kubernetes object)".to_string());
-                    continue;
-                }
+            let Some(info) = TypeInfo::of(value) else {
+                self.error(file, number, "a document must be a mapping (a Kubernetes object)".to_string());
+                continue;
             };
-            let (Some(api_version), Some(kind)) = (meta.api_version, meta.kind) else {
+            let (Some(api_version), Some(kind)) = (info.api_version, info.kind) else {
                 self.error(file, number, "apiVersion and kind are required".to_string());
                 continue;
             };
-            let Some(known) = DocumentKind::of(&api_version, &kind) else {
-                let name = meta.metadata.and_then(|m| m.name);
-                let skipped = SkippedObject { file: file.to_path_buf(), document: number, api_version, kind, name };
-                self.loaded.skipped.push(skipped);
+            let Some(known) = DocumentKind::of(api_version, kind) else {
+                self.loaded.skipped.push(info.skipped(file, number, api_version, kind));
                 continue;
             };
             match known {
                 DocumentKind::List => self.read_list(file, number, document),
-                DocumentKind::Object(kind) => self.read_object(file, number, kind, document, ""),
+                DocumentKind::Object(kind) => {
+                    let parsed = Object::parse(kind, document).map_err(|error| error.to_string());
+                    self.add_object(file, number, kind, parsed, "")
+                }
             }
         }
     }
@@ -292,37 +309,28 @@ impl Loader {
         };
         for (i, item) in items.into_iter().enumerate() {
             let at = format!("items[{i}]: ");
-            let meta = TypeMeta::deserialize(&item).ok();
-            let kind = meta.as_ref().and_then(|m| Some((m.api_version.as_deref()?, m.kind.as_deref()?)));
-            match kind {
-                None => self.error(file, number, format!("{at}apiVersion and kind are required")),
-                Some((api_version, kind)) => match DocumentKind::of(api_version, kind) {
-                    Some(DocumentKind::List) => {
-                        self.error(file, number, format!("{at}a List inside a List is not supported"))
-                    }
-                    Some(DocumentKind::Object(known)) => self.read_object(file, number, known, item, &at),
-                    None => {
-                        let skipped = SkippedObject {
-                            file: file.to_path_buf(),
-                            document: number,
-                            api_version: api_version.to_string(),
-                            kind: kind.to_string(),
-                            name: meta.and_then(|m| m.metadata).and_then(|m| m.name),
-                        };
-                        self.loaded.skipped.push(skipped);
-                    }
-                },
+            let info = TypeInfo::of(&item);
+            let kind = info.as_ref().and_then(|info| Some((info.api_version?, info.kind?)));
+            let (Some(info), Some((api_version, kind))) = (&info, kind) else {
+                self.error(file, number, format!("{at}apiVersion and kind are required"));
+                continue;
+            };
+            match DocumentKind::of(api_version, kind) {
+                Some(DocumentKind::List) => {
+                    self.error(file, number, format!("{at}a List inside a List is not supported"))
+                }
+                Some(DocumentKind::Object(known)) => {
+                    self.add_object(file, number, known, Object::parse_item(known, &item), &at)
+                }
+                None => self.loaded.skipped.push(info.skipped(file, number, api_version, kind)),
             }
         }
     }
 
-    /// Parses one object of a known kind from `source` (a document, or a List item prefixed by `at`).
-    fn read_object<'de, D>(&mut self, file: &Path, number: usize, kind: Kind, source: D, at: &str)
-    where
-        D: serde::Deserializer<'de>,
-        D::Error: fmt::Display,
-    {
-        let mut object = match Object::parse(kind, source) {
+    /// Adds a parsed object (from a document, or a List item prefixed by `at`) once it has a namespace
+    /// and a name that is not taken.
+    fn add_object(&mut self, file: &Path, number: usize, kind: Kind, parsed: Result<Object, String>, at: &str) {
+        let mut object = match parsed {
             Ok(object) => object,
             Err(message) => return self.error(file, number, format!("{at}{message}")),
         };
@@ -351,5 +359,224 @@ impl Loader {
 
     fn error(&mut self, file: &Path, document: usize, message: String) {
         self.loaded.errors.push(LoadError { file: file.to_path_buf(), document: Some(document), message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(test: &str) -> TempDir {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let unique =
+                format!("wsgate-manifests-{test}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+            let path = std::env::temp_dir().join(unique);
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            TempDir(path)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).expect("write manifest");
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const SERVICE: &str =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec: {ports: [{name: ws, port: 80}]}\n";
+    const ROUTE: &str = "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: echo, namespace: apps}\n\
+                         spec:\n  backends:\n  - service: {name: echo, port: ws}\n";
+
+    fn messages(loaded: &Loaded) -> Vec<String> {
+        loaded.errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn reads_every_supported_kind_from_yaml_and_yml_files_only() {
+        let dir = TempDir::new("kinds");
+        dir.write("a.yaml", &format!("{SERVICE}---\n{ROUTE}"));
+        dir.write(
+            "b.yml",
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: wsgate}\n\
+             spec: {controller: wsgate.dev/ingress-controller}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec: {ingressClassName: wsgate}\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: echo-1}\naddressType: IPv4\nendpoints: []\n",
+        );
+        dir.write("notes.txt", SERVICE);
+        dir.write(".swap.yaml", "this: [is not: yaml");
+        std::fs::create_dir(dir.0.join("nested.yaml")).expect("create subdir");
+        std::fs::write(dir.0.join("nested.yaml/inner.yaml"), ROUTE).expect("write nested");
+
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(messages(&loaded), Vec::<String>::new());
+        let snapshot = &loaded.snapshot;
+        assert_eq!(snapshot.services.len(), 1);
+        assert_eq!(snapshot.services[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(snapshot.websocket_routes.len(), 1, "nested folders are not read");
+        assert_eq!(snapshot.websocket_routes[0].metadata.namespace.as_deref(), Some("apps"));
+        assert_eq!(snapshot.ingresses[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(snapshot.endpoint_slices[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(snapshot.ingress_classes[0].metadata.namespace, None, "IngressClass is cluster-scoped");
+        assert!(loaded.skipped.is_empty());
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_and_listed() {
+        let dir = TempDir::new("skipped");
+        let file = dir.write(
+            "mixed.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n---\n\
+             apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\ndata: {tls.crt: c2VjcmV0}\n",
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let skipped: Vec<String> = loaded.skipped.iter().map(ToString::to_string).collect();
+        let at = file.display();
+        assert_eq!(
+            skipped,
+            [
+                format!("{at}: document 1: skipped apps/v1 Deployment \"echo\" (not read by wsgate)"),
+                format!("{at}: document 2: skipped v1 Namespace \"apps\" (not read by wsgate)"),
+                format!("{at}: document 3: skipped extensions/v1beta1 Ingress \"old\" (not read by wsgate)"),
+                format!("{at}: document 4: skipped v1 Secret \"tls\" (not read by wsgate)"),
+            ]
+        );
+        assert!(loaded.snapshot.ingresses.is_empty());
+    }
+
+    #[test]
+    fn list_items_are_read_one_by_one() {
+        let dir = TempDir::new("list");
+        dir.write(
+            "list.yaml",
+            &format!(
+                "apiVersion: v1\nkind: List\nitems:\n- {}\n- {{apiVersion: apps/v1, kind: Deployment, metadata: {{name: echo}}}}\n\
+                 - {{apiVersion: v1, kind: Service, metadata: {{name: broken}}, spec: {{ports: oops}}}}\n",
+                "{apiVersion: v1, kind: Service, metadata: {name: echo, namespace: apps}, spec: {ports: [{port: 80}]}}"
+            ),
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(loaded.snapshot.services.len(), 1);
+        assert_eq!(loaded.snapshot.services[0].metadata.namespace.as_deref(), Some("apps"));
+        assert_eq!(loaded.skipped.len(), 1);
+        assert_eq!(loaded.skipped[0].kind, "Deployment");
+        let errors = messages(&loaded);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with(
+                "list.yaml: document 1: items[2]: spec.ports: invalid type: string \"oops\", expected a sequence"
+            ),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn bad_documents_are_reported_with_file_document_and_position() {
+        let dir = TempDir::new("errors");
+        let file = dir.write(
+            "route.yaml",
+            &format!(
+                "{SERVICE}---\n\
+                 apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: typo}}\nspec:\n  backends:\n  - service: {{name: echo, port: ws}}\n    weight: heavy\n---\n\
+                 apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: no-backends}}\nspec:\n  hostnames: [a.example.com]\n---\n\
+                 apiVersion: v1\nkind: Service\nmetadata: {{namespace: apps}}\n---\n\
+                 kind: Service\nmetadata: {{name: no-version}}\n---\n\
+                 just a string\n---\n\
+                 {ROUTE}"
+            ),
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        let at = file.display();
+        let errors = messages(&loaded);
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("{at}: document 2: spec.backends[0].weight: invalid type")),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[0].ends_with("at line 12 column 13"), "{}", errors[0]);
+        assert!(errors[1].starts_with(&format!("{at}: document 3: spec: missing field `backends`")), "{}", errors[1]);
+        assert_eq!(errors[2], format!("{at}: document 4: metadata.name is required"));
+        assert_eq!(errors[3], format!("{at}: document 5: apiVersion and kind are required"));
+        assert_eq!(errors[4], format!("{at}: document 6: a document must be a mapping (a Kubernetes object)"));
+        // The good documents around the bad ones are kept.
+        assert_eq!(loaded.snapshot.services.len(), 1);
+        assert_eq!(loaded.snapshot.websocket_routes.len(), 1);
+        assert_eq!(loaded.snapshot.websocket_routes[0].metadata.name.as_deref(), Some("echo"));
+    }
+
+    #[test]
+    fn a_syntax_error_ends_its_file_but_not_the_others() {
+        let dir = TempDir::new("syntax");
+        let broken = dir.write("a.yaml", &format!("{SERVICE}---\nmetadata: {{name: [unclosed\n---\n{ROUTE}"));
+        dir.write("b.yaml", ROUTE.replace("name: echo, namespace: apps", "name: other").as_str());
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        let errors = messages(&loaded);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with(&format!("{}: document 2: ", broken.display())), "{}", errors[0]);
+        assert!(errors[0].contains("line "), "{}", errors[0]);
+        assert!(errors[0].ends_with("the rest of the file was not read"), "{}", errors[0]);
+        assert_eq!(loaded.snapshot.services.len(), 1, "document 1 of a.yaml is kept");
+        let routes: Vec<_> =
+            loaded.snapshot.websocket_routes.iter().filter_map(|r| r.metadata.name.as_deref()).collect();
+        assert_eq!(routes, ["other"], "b.yaml is read; a.yaml's third document is not");
+    }
+
+    #[test]
+    fn empty_documents_and_empty_files_are_fine() {
+        let dir = TempDir::new("empty");
+        dir.write("empty.yaml", "");
+        dir.write("comments.yaml", "# nothing here yet\n");
+        dir.write("separators.yaml", &format!("---\n---\n# just a comment\n---\n{SERVICE}---\n"));
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(messages(&loaded), Vec::<String>::new());
+        assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
+    fn an_object_defined_twice_is_an_error_and_the_first_copy_wins() {
+        let dir = TempDir::new("twice");
+        let first = dir.write("a.yaml", SERVICE);
+        let second = dir.write("b.yaml", &SERVICE.replace("port: 80", "port: 81"));
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(
+            messages(&loaded),
+            [format!(
+                "{}: document 1: Service default/echo is already defined in {} document 1; this copy is ignored",
+                second.display(),
+                first.display()
+            )]
+        );
+        let ports = loaded.snapshot.services[0].spec.as_ref().and_then(|s| s.ports.as_ref()).expect("ports");
+        assert_eq!(ports[0].port, 80);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_reported_and_a_missing_folder_is_an_error() {
+        let dir = TempDir::new("unreadable");
+        let file = dir.0.join("latin1.yaml");
+        std::fs::write(&file, b"apiVersion: v1\nkind: Service\nmetadata: {name: caf\xe9}\n").expect("write bytes");
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(loaded.errors.len(), 1);
+        assert_eq!(loaded.errors[0].document, None);
+        assert!(loaded.errors[0].to_string().starts_with(&format!("{}: cannot read file: ", file.display())));
+
+        let missing = dir.0.join("does-not-exist");
+        let error = load_dir(&missing).expect_err("missing folder");
+        assert!(error.to_string().starts_with(&format!("cannot read manifest folder {}: ", missing.display())));
     }
 }

@@ -238,6 +238,7 @@ fn precedence(winner: &Claimant, loser: &Claimant) -> String {
     let why = match (&winner.age.created, &loser.age.created) {
         (Some(w), Some(l)) if w < l => "which is older",
         (None, Some(_)) => "which is older (it has no creationTimestamp)",
+        (None, None) => "which sorts first by namespace, name and kind (neither has a creationTimestamp)",
         _ => "which was created at the same time and sorts first by namespace, name and kind",
     };
     format!("{}, {why}", winner.object)
