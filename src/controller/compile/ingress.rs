@@ -17,9 +17,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::backends::{PortRef, ServiceIndex};
 use super::matchers::{check_path, parse_hostname};
-use super::{
-    BackendNote, BackendResolver, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, Reason,
-};
+use super::{BackendNote, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, ObjectReport};
 use crate::routes::{Backend, HostMatch, PathMatch, Policy, Route, Source, SourceKind};
 
 /// Legacy annotation naming an Ingress's class, from before `spec.ingressClassName`.
@@ -85,12 +83,12 @@ pub(super) fn compile_ingress(
         backends: vec![backend],
         policy: Policy::default(),
     };
-    let mut resolver = BackendResolver::new(&object, index, diagnostics);
+    let mut report = ObjectReport::new(&object, index, diagnostics);
     let Some(spec) = &ingress.spec else { return claimant };
 
     if let Some(backend) = &spec.default_backend {
         let field = "spec.defaultBackend";
-        if let Some((backend, note)) = ingress_backend(&mut resolver, backend, field) {
+        if let Some((backend, note)) = ingress_backend(&mut report, backend, field) {
             claimant.default_backend = Some(Candidate {
                 route: route(HostMatch::Any, PathMatch::prefix("/"), backend),
                 field: field.to_string(),
@@ -106,7 +104,7 @@ pub(super) fn compile_ingress(
             Some(host) => match parse_hostname(&host) {
                 Ok(host) => host,
                 Err(message) => {
-                    resolver.error(Reason::Invalid, format!("spec.rules[{i}].host"), message);
+                    report.invalid(format!("spec.rules[{i}].host"), message);
                     continue;
                 }
             },
@@ -114,8 +112,8 @@ pub(super) fn compile_ingress(
         let Some(http) = &rule.http else { continue };
         for (j, path) in http.paths.iter().enumerate() {
             let field = format!("spec.rules[{i}].http.paths[{j}]");
-            let matcher = path_match(&mut resolver, path.path_type.as_str(), path.path.as_deref(), &field);
-            let backend = ingress_backend(&mut resolver, &path.backend, &format!("{field}.backend"));
+            let matcher = path_match(&mut report, path.path_type.as_str(), path.path.as_deref(), &field);
+            let backend = ingress_backend(&mut report, &path.backend, &format!("{field}.backend"));
             if let (Some(matcher), Some((backend, note))) = (matcher, backend) {
                 claimant.routes.push(Candidate {
                     route: route(host.clone(), matcher, backend),
@@ -130,7 +128,7 @@ pub(super) fn compile_ingress(
 
 /// Reads `pathType` and `path` of `spec.rules[i].http.paths[j]` (named by `field`).
 fn path_match(
-    resolver: &mut BackendResolver<'_, '_>,
+    report: &mut ObjectReport<'_, '_>,
     path_type: &str,
     path: Option<&str>,
     field: &str,
@@ -139,19 +137,19 @@ fn path_match(
     match (path_type, path) {
         ("", _) => {
             let message = "pathType is required: Exact, Prefix or ImplementationSpecific".to_string();
-            resolver.error(Reason::Invalid, format!("{field}.pathType"), message);
+            report.invalid(format!("{field}.pathType"), message);
             None
         }
         ("Exact" | "Prefix", None) => {
             let message = format!("path is required with pathType {path_type}");
-            resolver.error(Reason::Invalid, format!("{field}.path"), message);
+            report.invalid(format!("{field}.path"), message);
             None
         }
         ("Exact" | "Prefix", Some(path)) => match check_path(path) {
             Ok(()) if path_type == "Exact" => Some(PathMatch::exact(path)),
             Ok(()) => Some(PathMatch::prefix(path)),
             Err(message) => {
-                resolver.error(Reason::Invalid, format!("{field}.path"), message);
+                report.invalid(format!("{field}.path"), message);
                 None
             }
         },
@@ -159,12 +157,12 @@ fn path_match(
         ("ImplementationSpecific", Some(path)) if path.starts_with('/') => Some(PathMatch::prefix(path)),
         ("ImplementationSpecific", Some(path)) => {
             let message = format!("path {path:?} is invalid: it must start with \"/\"");
-            resolver.error(Reason::Invalid, format!("{field}.path"), message);
+            report.invalid(format!("{field}.path"), message);
             None
         }
         (other, _) => {
             let message = format!("pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific");
-            resolver.error(Reason::Invalid, format!("{field}.pathType"), message);
+            report.invalid(format!("{field}.pathType"), message);
             None
         }
     }
@@ -172,7 +170,7 @@ fn path_match(
 
 /// Reads an Ingress backend (at `field`) and resolves its Service port.
 fn ingress_backend(
-    resolver: &mut BackendResolver<'_, '_>,
+    report: &mut ObjectReport<'_, '_>,
     backend: &IngressBackend,
     field: &str,
 ) -> Option<(Backend, BackendNote)> {
@@ -183,16 +181,16 @@ fn ingress_backend(
             "resource backends ({group}{} {}) are not supported; wsgate routes only to Services",
             resource.kind, resource.name
         );
-        resolver.error(Reason::UnsupportedBackend, format!("{field}.resource"), message);
+        report.unsupported(format!("{field}.resource"), message);
         return None;
     }
     let Some(service) = &backend.service else {
-        resolver.error(Reason::Invalid, field.to_string(), "a backend needs a service".to_string());
+        report.invalid(field.to_string(), "a backend needs a service".to_string());
         return None;
     };
     let mut valid = true;
     if service.name.is_empty() {
-        resolver.error(Reason::Invalid, format!("{field}.service.name"), "service name is required".to_string());
+        report.invalid(format!("{field}.service.name"), "service name is required".to_string());
         valid = false;
     }
     let port_field = format!("{field}.service.port");
@@ -202,18 +200,18 @@ fn ingress_backend(
         }
         Some((Some(number), None)) => {
             let message = format!("port number {number} is out of range 1-65535");
-            resolver.error(Reason::Invalid, format!("{port_field}.number"), message);
+            report.invalid(format!("{port_field}.number"), message);
             None
         }
         Some((None, Some(name))) => Some((PortRef::Name(name.to_string()), format!("{port_field}.name"))),
         Some((Some(_), Some(_))) => {
             let message = "set either port.number or port.name, not both".to_string();
-            resolver.error(Reason::Invalid, port_field.clone(), message);
+            report.invalid(port_field.clone(), message);
             None
         }
         None | Some((None, None)) => {
             let message = "service port is required (port.number or port.name)".to_string();
-            resolver.error(Reason::Invalid, port_field.clone(), message);
+            report.invalid(port_field.clone(), message);
             None
         }
     };
@@ -221,5 +219,5 @@ fn ingress_backend(
     if !valid {
         return None;
     }
-    Some(resolver.resolve(&service.name, &port, 1, &format!("{field}.service"), &port_field))
+    Some(report.resolve(&service.name, &port, 1, &format!("{field}.service"), &port_field))
 }

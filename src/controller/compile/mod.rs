@@ -135,8 +135,8 @@ struct Candidate {
 struct BackendNote {
     field: String,
     resolved: bool,
-    /// `port 80` or `port "ws"`, for messages.
-    port: String,
+    /// `Service default/chat port 80` or `Service default/chat port "ws"`, for messages.
+    target: String,
 }
 
 /// Everything one object asks for.
@@ -253,13 +253,12 @@ fn warn_no_ready_endpoints(claimants: &[Claimant], outcomes: &[Outcome], diagnos
         for candidate in served.chain(default) {
             for (backend, note) in candidate.route.backends.iter().zip(&candidate.backends) {
                 if note.resolved && backend.weight > 0 && backend.endpoints.is_empty() && warned.insert(&backend.name) {
-                    let service = backend.name.rsplit_once(':').map_or(backend.name.as_str(), |(s, _)| s);
                     diagnostics.push(Diagnostic {
                         object: claimant.object.clone(),
                         severity: Severity::Warning,
                         reason: Reason::NoReadyEndpoints,
                         field: note.field.clone(),
-                        message: format!("Service {service} {} has no ready endpoints", note.port),
+                        message: format!("{} has no ready endpoints", note.target),
                     });
                 }
             }
@@ -267,19 +266,30 @@ fn warn_no_ready_endpoints(claimants: &[Claimant], outcomes: &[Outcome], diagnos
     }
 }
 
-/// Resolves the backends of one object, reporting each unresolved reference once per object.
-struct BackendResolver<'c, 's> {
+/// The findings about one object while it is compiled: its diagnostics, plus what its conditions need.
+/// It also resolves the object's backends, reporting each unresolved reference once.
+struct ObjectReport<'c, 's> {
     object: &'c ObjectRef,
     index: &'c ServiceIndex<'s>,
     diagnostics: &'c mut Vec<Diagnostic>,
+    /// Backend names already reported as unresolved.
     reported: BTreeSet<String>,
-    /// Reasons and messages of every unresolved reference, in order, for ResolvedRefs.
-    problems: Vec<(Reason, String)>,
+    /// Messages of invalid fields, in order, for Accepted.
+    invalid: Vec<String>,
+    /// Reasons and messages of unresolved references, in order, for ResolvedRefs.
+    unresolved: Vec<(Reason, String)>,
 }
 
-impl<'c, 's> BackendResolver<'c, 's> {
+impl<'c, 's> ObjectReport<'c, 's> {
     fn new(object: &'c ObjectRef, index: &'c ServiceIndex<'s>, diagnostics: &'c mut Vec<Diagnostic>) -> Self {
-        BackendResolver { object, index, diagnostics, reported: BTreeSet::new(), problems: Vec::new() }
+        ObjectReport {
+            object,
+            index,
+            diagnostics,
+            reported: BTreeSet::new(),
+            invalid: Vec::new(),
+            unresolved: Vec::new(),
+        }
     }
 
     /// `field` names the `service` block of the reference (`….service`); `port_field` its port field.
@@ -300,7 +310,7 @@ impl<'c, 's> BackendResolver<'c, 's> {
                 ProblemSite::Service => format!("{field}.name"),
                 ProblemSite::Port => port_field.to_string(),
             };
-            self.problems.push((problem.reason, problem.message.clone()));
+            self.unresolved.push((problem.reason, problem.message.clone()));
             self.diagnostics.push(Diagnostic {
                 object: self.object.clone(),
                 severity: Severity::Error,
@@ -309,14 +319,26 @@ impl<'c, 's> BackendResolver<'c, 's> {
                 message: problem.message,
             });
         }
-        let port = match port {
-            PortRef::Number(n) => format!("port {n}"),
-            PortRef::Name(name) => format!("port {name:?}"),
+        let namespace = &self.object.namespace;
+        let target = match port {
+            PortRef::Number(n) => format!("Service {namespace}/{service} port {n}"),
+            PortRef::Name(name) => format!("Service {namespace}/{service} port {name:?}"),
         };
-        (resolution.backend, BackendNote { field: field.to_string(), resolved, port })
+        (resolution.backend, BackendNote { field: field.to_string(), resolved, target })
     }
 
-    /// Records an error found outside resolution (an invalid or unsupported field).
+    /// Records an invalid field.
+    fn invalid(&mut self, field: String, message: String) {
+        self.invalid.push(message.clone());
+        self.error(Reason::Invalid, field, message);
+    }
+
+    /// Records a backend wsgate cannot serve, found before resolution (an Ingress resource backend).
+    fn unsupported(&mut self, field: String, message: String) {
+        self.unresolved.push((Reason::UnsupportedBackend, message.clone()));
+        self.error(Reason::UnsupportedBackend, field, message);
+    }
+
     fn error(&mut self, reason: Reason, field: String, message: String) {
         self.diagnostics.push(Diagnostic {
             object: self.object.clone(),

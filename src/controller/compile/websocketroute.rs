@@ -18,7 +18,7 @@ use super::backends::{PortRef, ServiceIndex};
 use super::conditions::{Condition, ConditionType, RouteConditions};
 use super::duration::parse_duration;
 use super::matchers::{check_path, parse_hostname};
-use super::{BackendResolver, Candidate, Claimant, Diagnostic, ObjectKind, Outcome, Reason};
+use super::{Candidate, Claimant, Diagnostic, ObjectKind, ObjectReport, Outcome, Reason};
 use crate::crd::{LoadBalancingPolicy, PathMatchType, WebSocketRoute};
 use crate::routes::{self, HostMatch, LoadBalancing, PathMatch, Policy, Route, Source, SourceKind};
 
@@ -44,18 +44,13 @@ pub(super) fn compile_route(
     let mut claimant = Claimant::new(ObjectKind::WebSocketRoute, &route.metadata);
     let object = claimant.object.clone();
     let spec = &route.spec;
-    let mut resolver = BackendResolver::new(&object, index, diagnostics);
-    let mut invalid = Vec::new();
-    let mut report = |resolver: &mut BackendResolver<'_, '_>, field: String, message: String| {
-        invalid.push(message.clone());
-        resolver.error(Reason::Invalid, field, message);
-    };
+    let mut report = ObjectReport::new(&object, index, diagnostics);
 
     let mut hosts = Vec::new();
     for (k, hostname) in spec.hostnames.iter().enumerate() {
         match parse_hostname(hostname) {
             Ok(host) => hosts.push((host, format!("spec.hostnames[{k}]"))),
-            Err(message) => report(&mut resolver, format!("spec.hostnames[{k}]"), message),
+            Err(message) => report.invalid(format!("spec.hostnames[{k}]"), message),
         }
     }
     if spec.hostnames.is_empty() {
@@ -70,14 +65,14 @@ pub(super) fn compile_route(
                 PathMatchType::Prefix => PathMatch::prefix(&path.value),
             }),
             Err(message) => {
-                report(&mut resolver, "spec.path.value".to_string(), message);
+                report.invalid("spec.path.value".to_string(), message);
                 None
             }
         },
     };
 
     if spec.backends.is_empty() {
-        report(&mut resolver, "spec.backends".to_string(), "at least one backend is required".to_string());
+        report.invalid("spec.backends".to_string(), "at least one backend is required".to_string());
     }
     let mut backends = Vec::new();
     let mut notes = Vec::new();
@@ -85,31 +80,27 @@ pub(super) fn compile_route(
         let field = format!("spec.backends[{b}]");
         let weight = backend.weight.unwrap_or(1);
         if weight > MAX_WEIGHT {
-            report(
-                &mut resolver,
-                format!("{field}.weight"),
-                format!("weight {weight} is above the maximum {MAX_WEIGHT}"),
-            );
+            report.invalid(format!("{field}.weight"), format!("weight {weight} is above the maximum {MAX_WEIGHT}"));
         }
         let name = backend.service.name.as_str();
         if name.is_empty() {
-            report(&mut resolver, format!("{field}.service.name"), "service name is required".to_string());
+            report.invalid(format!("{field}.service.name"), "service name is required".to_string());
         }
         let port_field = format!("{field}.service.port");
         let port = match &backend.service.port {
             IntOrString::Int(n) if (1..=65535).contains(n) => Some(PortRef::Number(*n)),
             IntOrString::Int(n) => {
-                report(&mut resolver, port_field.clone(), format!("port number {n} is out of range 1-65535"));
+                report.invalid(port_field.clone(), format!("port number {n} is out of range 1-65535"));
                 None
             }
             IntOrString::String(s) if !s.is_empty() => Some(PortRef::Name(s.clone())),
             IntOrString::String(_) => {
-                report(&mut resolver, port_field.clone(), "service port is required".to_string());
+                report.invalid(port_field.clone(), "service port is required".to_string());
                 None
             }
         };
         if let Some(port) = port.filter(|_| !name.is_empty()) {
-            let (backend, note) = resolver.resolve(name, &port, weight, &format!("{field}.service"), &port_field);
+            let (backend, note) = report.resolve(name, &port, weight, &format!("{field}.service"), &port_field);
             backends.push(backend);
             notes.push(note);
         }
@@ -120,7 +111,7 @@ pub(super) fn compile_route(
         None => default,
         Some(value) => parse_duration(value).unwrap_or_else(|error| {
             let message = format!("timeout {value:?} is not a valid duration: {error}");
-            report(&mut resolver, format!("spec.timeouts.{field}"), message);
+            report.invalid(format!("spec.timeouts.{field}"), message);
             default
         }),
     };
@@ -132,7 +123,7 @@ pub(super) fn compile_route(
     };
     let policy = Policy { handshake_timeout, idle_timeout, load_balancing };
 
-    if let Some(path) = path.filter(|_| invalid.is_empty()) {
+    if let Some(path) = path.filter(|_| report.invalid.is_empty()) {
         let id: Arc<str> = format!("{}/{}", object.namespace, object.name).into();
         let source =
             Source { kind: SourceKind::WebSocketRoute, namespace: object.namespace.clone(), name: object.name.clone() };
@@ -151,7 +142,7 @@ pub(super) fn compile_route(
             });
         }
     }
-    let unresolved = std::mem::take(&mut resolver.problems);
+    let ObjectReport { invalid, unresolved, .. } = report;
     claimant.route_findings = Some(Findings { generation: route.metadata.generation, invalid, unresolved });
     claimant
 }
