@@ -285,3 +285,49 @@ fn broken_example_is_the_seed_case_and_fails_the_check() {
         ]
     );
 }
+
+#[test]
+fn objects_with_missing_fields_compile_without_panicking() {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::networking::v1::{
+        HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressRule, IngressSpec,
+    };
+
+    use crate::crd::WebSocketRoute;
+
+    let ingress = Ingress {
+        spec: Some(IngressSpec {
+            ingress_class_name: Some("wsgate".to_string()),
+            default_backend: Some(IngressBackend::default()),
+            rules: Some(vec![
+                IngressRule::default(),
+                IngressRule {
+                    host: Some(String::new()),
+                    http: Some(HTTPIngressRuleValue { paths: vec![HTTPIngressPath::default()] }),
+                },
+            ]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    };
+    let snapshot = Snapshot {
+        ingresses: vec![ingress, Ingress::default()],
+        ingress_classes: vec![IngressClass::default()],
+        websocket_routes: vec![WebSocketRoute::new("", Default::default())],
+        services: vec![Service::default()],
+        endpoint_slices: vec![EndpointSlice::default()],
+    };
+    let compiled = compile(&snapshot, &CompileOptions::default());
+    assert!(compiled.table.is_empty());
+    let diagnostics: Vec<String> = compiled.report.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        diagnostics,
+        [
+            "Ingress /: spec.defaultBackend: a backend needs a service",
+            "Ingress /: spec.rules[1].http.paths[0].backend: a backend needs a service",
+            "Ingress /: spec.rules[1].http.paths[0].pathType: pathType is required: Exact, Prefix or ImplementationSpecific",
+            "WebSocketRoute /: spec.backends: at least one backend is required",
+        ]
+    );
+}
