@@ -1,1 +1,582 @@
-//! File mode source: a folder of YAML manifests. (Being written.)
+//! File mode's source: a folder of Kubernetes YAML manifests read into a [`Snapshot`].
+//!
+//! ```text
+//!   DIR/*.yaml, DIR/*.yml (sorted by name, not recursive)
+//!     └─ documents (`---`) ─► apiVersion + kind ─┬─ Ingress, IngressClass, WebSocketRoute,
+//!                                                │  Service, EndpointSlice, v1 List ─► Snapshot
+//!                                                ├─ anything else ─► skipped (listed, not an error)
+//!                                                └─ unparsable ─► LoadError (file, document, reason)
+//! ```
+//!
+//! One bad document never hides the others: every error is collected, and the caller decides what to do
+//! with a snapshot that came with errors (file mode keeps serving its last good table). Namespaced
+//! objects without `metadata.namespace` are put in `default`, as `kubectl apply` would. Files whose name
+//! starts with `.` (editor swap files and the like) are ignored.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::controller::Snapshot;
+use crate::crd::WebSocketRoute;
+
+/// Upper bound on documents read from one file, so a malformed stream can never loop for long.
+const MAX_DOCUMENTS_PER_FILE: usize = 10_000;
+
+/// The folder itself could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest folder {}: {source}", path.display())]
+    ReadDir { path: PathBuf, source: std::io::Error },
+}
+
+/// A file or document that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    /// 1-based index of the document in the file; `None` when the whole file could not be read.
+    pub document: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    /// `examples/quickstart/route.yaml: document 2: spec: missing field `backends` at line 9 column 3`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.document {
+            Some(document) => write!(f, "{}: document {document}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// An object of a kind wsgate does not read (a Deployment, a Namespace, a CRD…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedObject {
+    pub file: PathBuf,
+    /// 1-based index of the document in the file.
+    pub document: usize,
+    pub api_version: String,
+    pub kind: String,
+    pub name: Option<String>,
+}
+
+impl fmt::Display for SkippedObject {
+    /// `deploy.yaml: document 1: skipped apps/v1 Deployment "echo" (not read by wsgate)`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}: skipped {} {}", self.file.display(), self.document, self.api_version, self.kind)?;
+        if let Some(name) = &self.name {
+            write!(f, " {name:?}")?;
+        }
+        f.write_str(" (not read by wsgate)")
+    }
+}
+
+/// What a folder held.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    /// Documents that could not be read; empty means the snapshot is complete.
+    pub errors: Vec<LoadError>,
+    pub skipped: Vec<SkippedObject>,
+}
+
+/// Reads every `*.yaml` and `*.yml` file directly in `dir`, in file-name order.
+pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
+    let read_error = |source| ManifestError::ReadDir { path: dir.to_path_buf(), source };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_manifest = name.ends_with(".yaml") || name.ends_with(".yml");
+        // Follows symlinks, so a linked file counts (ConfigMap volumes are made of symlinks).
+        if is_manifest && !name.starts_with('.') && entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(load_files(&files))
+}
+
+/// Reads the given files, in the given order, into one snapshot.
+pub fn load_files(files: &[PathBuf]) -> Loaded {
+    let mut loader = Loader::default();
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => loader.read_file(file, &text),
+            Err(error) => loader.loaded.errors.push(LoadError {
+                file: file.clone(),
+                document: None,
+                message: format!("cannot read file: {error}"),
+            }),
+        }
+    }
+    loader.loaded
+}
+
+/// The kinds the loader keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Ingress,
+    IngressClass,
+    WebSocketRoute,
+    Service,
+    EndpointSlice,
+}
+
+/// What a document holds, by `apiVersion` and `kind`.
+enum DocumentKind {
+    Object(Kind),
+    List,
+}
+
+impl DocumentKind {
+    fn of(api_version: &str, kind: &str) -> Option<DocumentKind> {
+        let kind = match (api_version, kind) {
+            ("networking.k8s.io/v1", "Ingress") => Kind::Ingress,
+            ("networking.k8s.io/v1", "IngressClass") => Kind::IngressClass,
+            ("wsgate.dev/v1alpha1", "WebSocketRoute") => Kind::WebSocketRoute,
+            ("v1", "Service") => Kind::Service,
+            ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
+            ("v1", "List") => return Some(DocumentKind::List),
+            _ => return None,
+        };
+        Some(DocumentKind::Object(kind))
+    }
+}
+
+/// One parsed object of a kind the loader keeps.
+enum Object {
+    Ingress(Box<Ingress>),
+    IngressClass(Box<IngressClass>),
+    WebSocketRoute(Box<WebSocketRoute>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+}
+
+impl Object {
+    /// Parses one YAML document as `kind`; serde_yaml's error names the field path and position.
+    fn parse(kind: Kind, source: serde_yaml::Deserializer<'_>) -> Result<Object, serde_yaml::Error> {
+        fn parse<T: DeserializeOwned>(source: serde_yaml::Deserializer<'_>) -> Result<Box<T>, serde_yaml::Error> {
+            T::deserialize(source).map(Box::new)
+        }
+        Ok(match kind {
+            Kind::Ingress => Object::Ingress(parse(source)?),
+            Kind::IngressClass => Object::IngressClass(parse(source)?),
+            Kind::WebSocketRoute => Object::WebSocketRoute(parse(source)?),
+            Kind::Service => Object::Service(parse(source)?),
+            Kind::EndpointSlice => Object::EndpointSlice(parse(source)?),
+        })
+    }
+
+    /// Parses a List item. The item is written out and read again so errors name the field path; the
+    /// position is dropped, as it would count lines of the rewritten item, not of the file.
+    fn parse_item(kind: Kind, item: &serde_yaml::Value) -> Result<Object, String> {
+        let text = serde_yaml::to_string(item).map_err(|error| error.to_string())?;
+        Object::parse(kind, serde_yaml::Deserializer::from_str(&text)).map_err(|error| {
+            let message = error.to_string();
+            let position = error.location().map(|at| format!(" at line {} column {}", at.line(), at.column()));
+            match position.as_deref().and_then(|position| message.strip_suffix(position)) {
+                Some(stripped) => stripped.to_string(),
+                None => message,
+            }
+        })
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
+            Object::WebSocketRoute(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+        }
+    }
+
+    fn add_to(self, snapshot: &mut Snapshot) {
+        match self {
+            Object::Ingress(o) => snapshot.ingresses.push(*o),
+            Object::IngressClass(o) => snapshot.ingress_classes.push(*o),
+            Object::WebSocketRoute(o) => snapshot.websocket_routes.push(*o),
+            Object::Service(o) => snapshot.services.push(*o),
+            Object::EndpointSlice(o) => snapshot.endpoint_slices.push(*o),
+        }
+    }
+}
+
+/// `apiVersion`, `kind` and `metadata.name` of a document, read before it is parsed as its type.
+struct TypeInfo<'v> {
+    api_version: Option<&'v str>,
+    kind: Option<&'v str>,
+    name: Option<&'v str>,
+}
+
+impl<'v> TypeInfo<'v> {
+    /// `None` when the value is not a mapping, so cannot be an object.
+    fn of(value: &'v serde_yaml::Value) -> Option<TypeInfo<'v>> {
+        value.as_mapping()?;
+        Some(TypeInfo {
+            api_version: value.get("apiVersion").and_then(serde_yaml::Value::as_str),
+            kind: value.get("kind").and_then(serde_yaml::Value::as_str),
+            name: value.get("metadata").and_then(|m| m.get("name")).and_then(serde_yaml::Value::as_str),
+        })
+    }
+
+    fn skipped(&self, file: &Path, document: usize, api_version: &str, kind: &str) -> SkippedObject {
+        SkippedObject {
+            file: file.to_path_buf(),
+            document,
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            name: self.name.map(str::to_string),
+        }
+    }
+}
+
+/// `items` of a `v1 List`.
+#[derive(Deserialize)]
+struct ListItems {
+    #[serde(default)]
+    items: Vec<serde_yaml::Value>,
+}
+
+/// Where an object was first seen, to report duplicates.
+type Origin = (PathBuf, usize);
+
+#[derive(Default)]
+struct Loader {
+    loaded: Loaded,
+    seen: HashMap<(Kind, String, String), Origin>,
+}
+
+impl Loader {
+    fn read_file(&mut self, file: &Path, text: &str) {
+        // First pass: each document as a generic value, to learn its kind and find syntax errors.
+        let mut values = Vec::new();
+        for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate().take(MAX_DOCUMENTS_PER_FILE) {
+            match serde_yaml::Value::deserialize(document) {
+                Ok(value) => values.push(value),
+                Err(error) => {
+                    // The YAML stream cannot be read past a syntax error.
+                    self.error(file, i + 1, format!("{error}; the rest of the file was not read"));
+                    break;
+                }
+            }
+        }
+        // Second pass: parse each kept document as its type, straight from the text, so that errors
+        // carry the line and column in the file.
+        let documents = serde_yaml::Deserializer::from_str(text);
+        for (i, (document, value)) in documents.zip(&values).enumerate() {
+            let number = i + 1;
+            if value.is_null() {
+                continue;
+            }
+            let Some(info) = TypeInfo::of(value) else {
+                self.error(file, number, "a document must be a mapping (a Kubernetes object)".to_string());
+                continue;
+            };
+            let (Some(api_version), Some(kind)) = (info.api_version, info.kind) else {
+                self.error(file, number, "apiVersion and kind are required".to_string());
+                continue;
+            };
+            let Some(known) = DocumentKind::of(api_version, kind) else {
+                self.loaded.skipped.push(info.skipped(file, number, api_version, kind));
+                continue;
+            };
+            match known {
+                DocumentKind::List => self.read_list(file, number, document),
+                DocumentKind::Object(kind) => {
+                    let parsed = Object::parse(kind, document).map_err(|error| error.to_string());
+                    self.add_object(file, number, kind, parsed, "")
+                }
+            }
+        }
+    }
+
+    fn read_list(&mut self, file: &Path, number: usize, document: serde_yaml::Deserializer<'_>) {
+        let items = match ListItems::deserialize(document) {
+            Ok(list) => list.items,
+            Err(error) => return self.error(file, number, error.to_string()),
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let at = format!("items[{i}]: ");
+            let info = TypeInfo::of(&item);
+            let kind = info.as_ref().and_then(|info| Some((info.api_version?, info.kind?)));
+            let (Some(info), Some((api_version, kind))) = (&info, kind) else {
+                self.error(file, number, format!("{at}apiVersion and kind are required"));
+                continue;
+            };
+            match DocumentKind::of(api_version, kind) {
+                Some(DocumentKind::List) => {
+                    self.error(file, number, format!("{at}a List inside a List is not supported"))
+                }
+                Some(DocumentKind::Object(known)) => {
+                    self.add_object(file, number, known, Object::parse_item(known, &item), &at)
+                }
+                None => self.loaded.skipped.push(info.skipped(file, number, api_version, kind)),
+            }
+        }
+    }
+
+    /// Adds a parsed object (from a document, or a List item prefixed by `at`) once it has a namespace
+    /// and a name that is not taken.
+    fn add_object(&mut self, file: &Path, number: usize, kind: Kind, parsed: Result<Object, String>, at: &str) {
+        let mut object = match parsed {
+            Ok(object) => object,
+            Err(message) => return self.error(file, number, format!("{at}{message}")),
+        };
+        let metadata = object.metadata_mut();
+        if kind != Kind::IngressClass && metadata.namespace.as_deref().is_none_or(str::is_empty) {
+            metadata.namespace = Some("default".to_string());
+        }
+        let name = metadata.name.clone().unwrap_or_default();
+        let namespace = metadata.namespace.clone().unwrap_or_default();
+        if name.is_empty() {
+            return self.error(file, number, format!("{at}metadata.name is required"));
+        }
+        let key = (kind, namespace, name);
+        if let Some((first_file, first_document)) = self.seen.get(&key) {
+            let (kind, namespace, name) = &key;
+            let object = if namespace.is_empty() { name.clone() } else { format!("{namespace}/{name}") };
+            let message = format!(
+                "{at}{kind:?} {object} is already defined in {} document {first_document}; this copy is ignored",
+                first_file.display()
+            );
+            return self.error(file, number, message);
+        }
+        self.seen.insert(key, (file.to_path_buf(), number));
+        object.add_to(&mut self.loaded.snapshot);
+    }
+
+    fn error(&mut self, file: &Path, document: usize, message: String) {
+        self.loaded.errors.push(LoadError { file: file.to_path_buf(), document: Some(document), message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(test: &str) -> TempDir {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let unique =
+                format!("wsgate-manifests-{test}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+            let path = std::env::temp_dir().join(unique);
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            TempDir(path)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).expect("write manifest");
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const SERVICE: &str =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec: {ports: [{name: ws, port: 80}]}\n";
+    const ROUTE: &str = "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: echo, namespace: apps}\n\
+                         spec:\n  backends:\n  - service: {name: echo, port: ws}\n";
+
+    fn messages(loaded: &Loaded) -> Vec<String> {
+        loaded.errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn reads_every_supported_kind_from_yaml_and_yml_files_only() {
+        let dir = TempDir::new("kinds");
+        dir.write("a.yaml", &format!("{SERVICE}---\n{ROUTE}"));
+        dir.write(
+            "b.yml",
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: wsgate}\n\
+             spec: {controller: wsgate.dev/ingress-controller}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec: {ingressClassName: wsgate}\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: echo-1}\naddressType: IPv4\nendpoints: []\n",
+        );
+        dir.write("notes.txt", SERVICE);
+        dir.write(".swap.yaml", "this: [is not: yaml");
+        std::fs::create_dir(dir.0.join("nested.yaml")).expect("create subdir");
+        std::fs::write(dir.0.join("nested.yaml/inner.yaml"), ROUTE).expect("write nested");
+
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(messages(&loaded), Vec::<String>::new());
+        let snapshot = &loaded.snapshot;
+        assert_eq!(snapshot.services.len(), 1);
+        assert_eq!(snapshot.services[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(snapshot.websocket_routes.len(), 1, "nested folders are not read");
+        assert_eq!(snapshot.websocket_routes[0].metadata.namespace.as_deref(), Some("apps"));
+        assert_eq!(snapshot.ingresses[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(snapshot.endpoint_slices[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(snapshot.ingress_classes[0].metadata.namespace, None, "IngressClass is cluster-scoped");
+        assert!(loaded.skipped.is_empty());
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_and_listed() {
+        let dir = TempDir::new("skipped");
+        let file = dir.write(
+            "mixed.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n---\n\
+             apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\ndata: {tls.crt: c2VjcmV0}\n",
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let skipped: Vec<String> = loaded.skipped.iter().map(ToString::to_string).collect();
+        let at = file.display();
+        assert_eq!(
+            skipped,
+            [
+                format!("{at}: document 1: skipped apps/v1 Deployment \"echo\" (not read by wsgate)"),
+                format!("{at}: document 2: skipped v1 Namespace \"apps\" (not read by wsgate)"),
+                format!("{at}: document 3: skipped extensions/v1beta1 Ingress \"old\" (not read by wsgate)"),
+                format!("{at}: document 4: skipped v1 Secret \"tls\" (not read by wsgate)"),
+            ]
+        );
+        assert!(loaded.snapshot.ingresses.is_empty());
+    }
+
+    #[test]
+    fn list_items_are_read_one_by_one() {
+        let dir = TempDir::new("list");
+        dir.write(
+            "list.yaml",
+            &format!(
+                "apiVersion: v1\nkind: List\nitems:\n- {}\n- {{apiVersion: apps/v1, kind: Deployment, metadata: {{name: echo}}}}\n\
+                 - {{apiVersion: v1, kind: Service, metadata: {{name: broken}}, spec: {{ports: oops}}}}\n",
+                "{apiVersion: v1, kind: Service, metadata: {name: echo, namespace: apps}, spec: {ports: [{port: 80}]}}"
+            ),
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(loaded.snapshot.services.len(), 1);
+        assert_eq!(loaded.snapshot.services[0].metadata.namespace.as_deref(), Some("apps"));
+        assert_eq!(loaded.skipped.len(), 1);
+        assert_eq!(loaded.skipped[0].kind, "Deployment");
+        let errors = messages(&loaded);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with(
+                "list.yaml: document 1: items[2]: spec.ports: invalid type: string \"oops\", expected a sequence"
+            ),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn bad_documents_are_reported_with_file_document_and_position() {
+        let dir = TempDir::new("errors");
+        let file = dir.write(
+            "route.yaml",
+            &format!(
+                "{SERVICE}---\n\
+                 apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: typo}}\nspec:\n  backends:\n  - service: {{name: echo, port: ws}}\n    weight: heavy\n---\n\
+                 apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: no-backends}}\nspec:\n  hostnames: [a.example.com]\n---\n\
+                 apiVersion: v1\nkind: Service\nmetadata: {{namespace: apps}}\n---\n\
+                 kind: Service\nmetadata: {{name: no-version}}\n---\n\
+                 just a string\n---\n\
+                 {ROUTE}"
+            ),
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        let at = file.display();
+        let errors = messages(&loaded);
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("{at}: document 2: spec.backends[0].weight: invalid type")),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[0].ends_with("at line 12 column 13"), "{}", errors[0]);
+        assert!(errors[1].starts_with(&format!("{at}: document 3: spec: missing field `backends`")), "{}", errors[1]);
+        assert_eq!(errors[2], format!("{at}: document 4: metadata.name is required"));
+        assert_eq!(errors[3], format!("{at}: document 5: apiVersion and kind are required"));
+        assert_eq!(errors[4], format!("{at}: document 6: a document must be a mapping (a Kubernetes object)"));
+        // The good documents around the bad ones are kept.
+        assert_eq!(loaded.snapshot.services.len(), 1);
+        assert_eq!(loaded.snapshot.websocket_routes.len(), 1);
+        assert_eq!(loaded.snapshot.websocket_routes[0].metadata.name.as_deref(), Some("echo"));
+    }
+
+    #[test]
+    fn a_syntax_error_ends_its_file_but_not_the_others() {
+        let dir = TempDir::new("syntax");
+        let broken = dir.write("a.yaml", &format!("{SERVICE}---\nmetadata: {{name: [unclosed\n---\n{ROUTE}"));
+        dir.write("b.yaml", ROUTE.replace("name: echo, namespace: apps", "name: other").as_str());
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        let errors = messages(&loaded);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with(&format!("{}: document 2: ", broken.display())), "{}", errors[0]);
+        assert!(errors[0].contains("line "), "{}", errors[0]);
+        assert!(errors[0].ends_with("the rest of the file was not read"), "{}", errors[0]);
+        assert_eq!(loaded.snapshot.services.len(), 1, "document 1 of a.yaml is kept");
+        let routes: Vec<_> =
+            loaded.snapshot.websocket_routes.iter().filter_map(|r| r.metadata.name.as_deref()).collect();
+        assert_eq!(routes, ["other"], "b.yaml is read; a.yaml's third document is not");
+    }
+
+    #[test]
+    fn empty_documents_and_empty_files_are_fine() {
+        let dir = TempDir::new("empty");
+        dir.write("empty.yaml", "");
+        dir.write("comments.yaml", "# nothing here yet\n");
+        dir.write("separators.yaml", &format!("---\n---\n# just a comment\n---\n{SERVICE}---\n"));
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(messages(&loaded), Vec::<String>::new());
+        assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
+    fn an_object_defined_twice_is_an_error_and_the_first_copy_wins() {
+        let dir = TempDir::new("twice");
+        let first = dir.write("a.yaml", SERVICE);
+        let second = dir.write("b.yaml", &SERVICE.replace("port: 80", "port: 81"));
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(
+            messages(&loaded),
+            [format!(
+                "{}: document 1: Service default/echo is already defined in {} document 1; this copy is ignored",
+                second.display(),
+                first.display()
+            )]
+        );
+        let ports = loaded.snapshot.services[0].spec.as_ref().and_then(|s| s.ports.as_ref()).expect("ports");
+        assert_eq!(ports[0].port, 80);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_reported_and_a_missing_folder_is_an_error() {
+        let dir = TempDir::new("unreadable");
+        let file = dir.0.join("latin1.yaml");
+        std::fs::write(&file, b"apiVersion: v1\nkind: Service\nmetadata: {name: caf\xe9}\n").expect("write bytes");
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(loaded.errors.len(), 1);
+        assert_eq!(loaded.errors[0].document, None);
+        assert!(loaded.errors[0].to_string().starts_with(&format!("{}: cannot read file: ", file.display())));
+
+        let missing = dir.0.join("does-not-exist");
+        let error = load_dir(&missing).expect_err("missing folder");
+        assert!(error.to_string().starts_with(&format!("cannot read manifest folder {}: ", missing.display())));
+    }
+}

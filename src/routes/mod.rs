@@ -239,7 +239,7 @@ impl RouteTable {
         let groups = table.exact.values_mut().chain(table.wildcard.values_mut());
         for group in groups.chain(std::iter::once(&mut table.any_host)) {
             // Stable: equal precedence keeps insertion order.
-            group.sort_by(|a, b| a.path.precedence().cmp(&b.path.precedence()));
+            group.sort_by_key(|r| r.path.precedence());
         }
         table
     }

@@ -1,0 +1,223 @@
+//! Ingress (networking.k8s.io/v1) → candidate routes, following the Ingress API's semantics.
+//!
+//! ```text
+//!   spec.defaultBackend             ─► the table's default backend
+//!   spec.rules[i].host              ─► exact host, *.wildcard (one label), or every host when absent
+//!     http.paths[j].pathType, path  ─► Exact | Prefix (ImplementationSpecific is treated as Prefix)
+//!     http.paths[j].backend.service ─► one backend, weight 1, default policy
+//! ```
+//!
+//! Which Ingresses are ours is decided by [`ClassSelector`]. `spec.tls` is not read yet. A faulty path,
+//! rule host or backend drops that path or rule only.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+
+use super::backends::{PortRef, ServiceIndex};
+use super::matchers::{check_path, parse_hostname};
+use super::{BackendNote, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, ObjectReport};
+use crate::routes::{Backend, HostMatch, PathMatch, Policy, Route, Source, SourceKind};
+
+/// Legacy annotation naming an Ingress's class, from before `spec.ingressClassName`.
+const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// Annotation marking an IngressClass as the cluster default.
+const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// Decides whether an Ingress belongs to this controller.
+pub(super) struct ClassSelector<'a> {
+    class: &'a str,
+    /// Names of IngressClasses whose `spec.controller` is ours.
+    our_classes: BTreeSet<&'a str>,
+    /// Whether an IngressClass of ours is marked as the cluster default.
+    default_is_ours: bool,
+}
+
+impl<'a> ClassSelector<'a> {
+    pub fn new(classes: &'a [IngressClass], options: &'a CompileOptions) -> ClassSelector<'a> {
+        let ours: Vec<&IngressClass> = classes
+            .iter()
+            .filter(|c| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME))
+            .collect();
+        let default_is_ours = ours.iter().any(|c| {
+            c.metadata.annotations.as_ref().and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION)).map(String::as_str)
+                == Some("true")
+        });
+        ClassSelector {
+            class: &options.ingress_class,
+            our_classes: ours.iter().filter_map(|c| c.metadata.name.as_deref()).collect(),
+            default_is_ours,
+        }
+    }
+
+    /// `spec.ingressClassName` decides when set; else the legacy annotation; else the default class.
+    pub fn selects(&self, ingress: &Ingress) -> bool {
+        let class_name = ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()).filter(|c| !c.is_empty());
+        if let Some(class_name) = class_name {
+            return class_name == self.class || self.our_classes.contains(class_name);
+        }
+        let annotation = ingress.metadata.annotations.as_ref().and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
+        match annotation {
+            Some(annotation) => annotation == self.class,
+            None => self.default_is_ours,
+        }
+    }
+}
+
+/// Turns one Ingress of our class into candidate routes, reporting what it has to drop.
+pub(super) fn compile_ingress(
+    ingress: &Ingress,
+    index: &ServiceIndex<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Claimant {
+    let mut claimant = Claimant::new(ObjectKind::Ingress, &ingress.metadata);
+    let object = claimant.object.clone();
+    let id: Arc<str> = format!("{}/{}", object.namespace, object.name).into();
+    let source = Source { kind: SourceKind::Ingress, namespace: object.namespace.clone(), name: object.name.clone() };
+    let route = |host: HostMatch, path: PathMatch, backend: Backend| Route {
+        id: id.clone(),
+        source: source.clone(),
+        host,
+        path,
+        backends: vec![backend],
+        policy: Policy::default(),
+    };
+    let mut report = ObjectReport::new(&object, index, diagnostics);
+    let Some(spec) = &ingress.spec else { return claimant };
+
+    if let Some(backend) = &spec.default_backend {
+        let field = "spec.defaultBackend";
+        if let Some((backend, note)) = ingress_backend(&mut report, backend, field) {
+            claimant.default_backend = Some(Candidate {
+                route: route(HostMatch::Any, PathMatch::prefix("/"), backend),
+                field: field.to_string(),
+                backends: vec![note],
+            });
+        }
+    }
+
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        let host = match rule.host.as_deref().map(str::to_ascii_lowercase) {
+            None => HostMatch::Any,
+            Some(host) if host.is_empty() => HostMatch::Any,
+            Some(host) => match parse_hostname(&host) {
+                Ok(host) => host,
+                Err(message) => {
+                    report.invalid(format!("spec.rules[{i}].host"), message);
+                    continue;
+                }
+            },
+        };
+        let Some(http) = &rule.http else { continue };
+        for (j, path) in http.paths.iter().enumerate() {
+            let field = format!("spec.rules[{i}].http.paths[{j}]");
+            let matcher = path_match(&mut report, path.path_type.as_str(), path.path.as_deref(), &field);
+            let backend = ingress_backend(&mut report, &path.backend, &format!("{field}.backend"));
+            if let (Some(matcher), Some((backend, note))) = (matcher, backend) {
+                claimant.routes.push(Candidate {
+                    route: route(host.clone(), matcher, backend),
+                    field,
+                    backends: vec![note],
+                });
+            }
+        }
+    }
+    claimant
+}
+
+/// Reads `pathType` and `path` of `spec.rules[i].http.paths[j]` (named by `field`).
+fn path_match(
+    report: &mut ObjectReport<'_, '_>,
+    path_type: &str,
+    path: Option<&str>,
+    field: &str,
+) -> Option<PathMatch> {
+    let path = path.filter(|p| !p.is_empty());
+    match (path_type, path) {
+        ("", _) => {
+            let message = "pathType is required: Exact, Prefix or ImplementationSpecific".to_string();
+            report.invalid(format!("{field}.pathType"), message);
+            None
+        }
+        ("Exact" | "Prefix", None) => {
+            let message = format!("path is required with pathType {path_type}");
+            report.invalid(format!("{field}.path"), message);
+            None
+        }
+        ("Exact" | "Prefix", Some(path)) => match check_path(path) {
+            Ok(()) if path_type == "Exact" => Some(PathMatch::exact(path)),
+            Ok(()) => Some(PathMatch::prefix(path)),
+            Err(message) => {
+                report.invalid(format!("{field}.path"), message);
+                None
+            }
+        },
+        ("ImplementationSpecific", None) => Some(PathMatch::prefix("/")),
+        ("ImplementationSpecific", Some(path)) if path.starts_with('/') => Some(PathMatch::prefix(path)),
+        ("ImplementationSpecific", Some(path)) => {
+            let message = format!("path {path:?} is invalid: it must start with \"/\"");
+            report.invalid(format!("{field}.path"), message);
+            None
+        }
+        (other, _) => {
+            let message = format!("pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific");
+            report.invalid(format!("{field}.pathType"), message);
+            None
+        }
+    }
+}
+
+/// Reads an Ingress backend (at `field`) and resolves its Service port.
+fn ingress_backend(
+    report: &mut ObjectReport<'_, '_>,
+    backend: &IngressBackend,
+    field: &str,
+) -> Option<(Backend, BackendNote)> {
+    if let Some(resource) = &backend.resource {
+        let group =
+            resource.api_group.as_deref().filter(|g| !g.is_empty()).map(|g| format!("{g}/")).unwrap_or_default();
+        let message = format!(
+            "resource backends ({group}{} {}) are not supported; wsgate routes only to Services",
+            resource.kind, resource.name
+        );
+        report.unsupported(format!("{field}.resource"), message);
+        return None;
+    }
+    let Some(service) = &backend.service else {
+        report.invalid(field.to_string(), "a backend needs a service".to_string());
+        return None;
+    };
+    let mut valid = true;
+    if service.name.is_empty() {
+        report.invalid(format!("{field}.service.name"), "service name is required".to_string());
+        valid = false;
+    }
+    let port_field = format!("{field}.service.port");
+    let port = match service.port.as_ref().map(|p| (p.number, p.name.as_deref().filter(|n| !n.is_empty()))) {
+        Some((Some(number), None)) if (1..=65535).contains(&number) => {
+            Some((PortRef::Number(number), format!("{port_field}.number")))
+        }
+        Some((Some(number), None)) => {
+            let message = format!("port number {number} is out of range 1-65535");
+            report.invalid(format!("{port_field}.number"), message);
+            None
+        }
+        Some((None, Some(name))) => Some((PortRef::Name(name.to_string()), format!("{port_field}.name"))),
+        Some((Some(_), Some(_))) => {
+            let message = "set either port.number or port.name, not both".to_string();
+            report.invalid(port_field.clone(), message);
+            None
+        }
+        None | Some((None, None)) => {
+            let message = "service port is required (port.number or port.name)".to_string();
+            report.invalid(port_field.clone(), message);
+            None
+        }
+    };
+    let (port, port_field) = port?;
+    if !valid {
+        return None;
+    }
+    Some(report.resolve(&service.name, &port, 1, &format!("{field}.service"), &port_field))
+}

@@ -1,0 +1,195 @@
+//! WebSocketRoute (wsgate.dev/v1alpha1) → candidate routes and conditions.
+//!
+//! ```text
+//!   spec.hostnames[k] (or every host) × spec.path (default Prefix /) ─► one candidate per hostname
+//!   spec.backends[b]  ─► weighted backends (weight default 1, at most 1000000)
+//!   spec.timeouts, spec.loadBalancing ─► Policy
+//! ```
+//!
+//! Any invalid field makes the whole route unserved (Accepted=False, reason Invalid); backends are
+//! still resolved so ResolvedRefs tells the whole story in one pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::backends::{PortRef, ServiceIndex};
+use super::conditions::{Condition, ConditionType, RouteConditions};
+use super::duration::parse_duration;
+use super::matchers::{check_path, parse_hostname};
+use super::{Candidate, Claimant, Diagnostic, ObjectKind, ObjectReport, Outcome, Reason};
+use crate::crd::{LoadBalancingPolicy, PathMatchType, WebSocketRoute};
+use crate::routes::{self, HostMatch, LoadBalancing, PathMatch, Policy, Route, Source, SourceKind};
+
+/// Largest weight a backend may have.
+const MAX_WEIGHT: u32 = 1_000_000;
+
+/// What a route's conditions are computed from, besides the claim outcome.
+#[derive(Debug, Default)]
+pub(super) struct Findings {
+    generation: Option<i64>,
+    /// Messages of invalid fields.
+    invalid: Vec<String>,
+    /// Reasons and messages of unresolved backend references.
+    unresolved: Vec<(Reason, String)>,
+}
+
+/// Turns one WebSocketRoute into candidate routes (none when its spec is invalid).
+pub(super) fn compile_route(
+    route: &WebSocketRoute,
+    index: &ServiceIndex<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Claimant {
+    let mut claimant = Claimant::new(ObjectKind::WebSocketRoute, &route.metadata);
+    let object = claimant.object.clone();
+    let spec = &route.spec;
+    let mut report = ObjectReport::new(&object, index, diagnostics);
+
+    let mut hosts = Vec::new();
+    for (k, hostname) in spec.hostnames.iter().enumerate() {
+        match parse_hostname(hostname) {
+            Ok(host) => hosts.push((host, format!("spec.hostnames[{k}]"))),
+            Err(message) => report.invalid(format!("spec.hostnames[{k}]"), message),
+        }
+    }
+    if spec.hostnames.is_empty() {
+        hosts.push((HostMatch::Any, "spec.path".to_string()));
+    }
+
+    let path = match &spec.path {
+        None => Some(PathMatch::prefix("/")),
+        Some(path) => match check_path(&path.value) {
+            Ok(()) => Some(match path.kind {
+                PathMatchType::Exact => PathMatch::exact(&path.value),
+                PathMatchType::Prefix => PathMatch::prefix(&path.value),
+            }),
+            Err(message) => {
+                report.invalid("spec.path.value".to_string(), message);
+                None
+            }
+        },
+    };
+
+    if spec.backends.is_empty() {
+        report.invalid("spec.backends".to_string(), "at least one backend is required".to_string());
+    }
+    let mut backends = Vec::new();
+    let mut notes = Vec::new();
+    for (b, backend) in spec.backends.iter().enumerate() {
+        let field = format!("spec.backends[{b}]");
+        let weight = backend.weight.unwrap_or(1);
+        if weight > MAX_WEIGHT {
+            report.invalid(format!("{field}.weight"), format!("weight {weight} is above the maximum {MAX_WEIGHT}"));
+        }
+        let name = backend.service.name.as_str();
+        if name.is_empty() {
+            report.invalid(format!("{field}.service.name"), "service name is required".to_string());
+        }
+        let port_field = format!("{field}.service.port");
+        let port = match &backend.service.port {
+            IntOrString::Int(n) if (1..=65535).contains(n) => Some(PortRef::Number(*n)),
+            IntOrString::Int(n) => {
+                report.invalid(port_field.clone(), format!("port number {n} is out of range 1-65535"));
+                None
+            }
+            IntOrString::String(s) if !s.is_empty() => Some(PortRef::Name(s.clone())),
+            IntOrString::String(_) => {
+                report.invalid(port_field.clone(), "service port is required".to_string());
+                None
+            }
+        };
+        if let Some(port) = port.filter(|_| !name.is_empty()) {
+            let (backend, note) = report.resolve(name, &port, weight, &format!("{field}.service"), &port_field);
+            backends.push(backend);
+            notes.push(note);
+        }
+    }
+
+    let timeouts = spec.timeouts.clone().unwrap_or_default();
+    let mut timeout = |field: &str, value: Option<&String>, default: Duration| match value {
+        None => default,
+        Some(value) => parse_duration(value).unwrap_or_else(|error| {
+            let message = format!("timeout {value:?} is not a valid duration: {error}");
+            report.invalid(format!("spec.timeouts.{field}"), message);
+            default
+        }),
+    };
+    let handshake_timeout = timeout("handshake", timeouts.handshake.as_ref(), routes::DEFAULT_HANDSHAKE_TIMEOUT);
+    let idle_timeout = timeout("idle", timeouts.idle.as_ref(), routes::DEFAULT_IDLE_TIMEOUT);
+    let load_balancing = match spec.load_balancing.as_ref().map(|l| l.policy).unwrap_or_default() {
+        LoadBalancingPolicy::LeastConnections => LoadBalancing::LeastConnections,
+        LoadBalancingPolicy::RoundRobin => LoadBalancing::RoundRobin,
+    };
+    let policy = Policy { handshake_timeout, idle_timeout, load_balancing };
+
+    if let Some(path) = path.filter(|_| report.invalid.is_empty()) {
+        let id: Arc<str> = format!("{}/{}", object.namespace, object.name).into();
+        let source =
+            Source { kind: SourceKind::WebSocketRoute, namespace: object.namespace.clone(), name: object.name.clone() };
+        for (host, field) in hosts {
+            claimant.routes.push(Candidate {
+                route: Route {
+                    id: id.clone(),
+                    source: source.clone(),
+                    host,
+                    path: path.clone(),
+                    backends: backends.clone(),
+                    policy: policy.clone(),
+                },
+                field,
+                backends: notes.clone(),
+            });
+        }
+    }
+    let ObjectReport { invalid, unresolved, .. } = report;
+    claimant.route_findings = Some(Findings { generation: route.metadata.generation, invalid, unresolved });
+    claimant
+}
+
+/// Accepted, ResolvedRefs and Programmed for one route, given what compile and claim found.
+pub(super) fn conditions(findings: &Findings, candidates: &[Candidate], outcome: &Outcome) -> RouteConditions {
+    let condition = |kind, ok: bool, reason, message: String| Condition { kind, status: ok.into(), reason, message };
+    let accepted = if !findings.invalid.is_empty() {
+        condition(ConditionType::Accepted, false, Reason::Invalid, findings.invalid.join("; "))
+    } else if !outcome.conflicts.is_empty() {
+        condition(ConditionType::Accepted, false, Reason::Conflicted, outcome.conflicts.join("; "))
+    } else {
+        condition(
+            ConditionType::Accepted,
+            true,
+            Reason::Accepted,
+            "Route is valid and conflicts with no other route".into(),
+        )
+    };
+    let resolved_refs = match findings.unresolved.first() {
+        None => condition(
+            ConditionType::ResolvedRefs,
+            true,
+            Reason::ResolvedRefs,
+            "All backend Services and ports exist".into(),
+        ),
+        Some((reason, _)) => {
+            let messages: Vec<&str> = findings.unresolved.iter().map(|(_, m)| m.as_str()).collect();
+            condition(ConditionType::ResolvedRefs, false, *reason, messages.join("; "))
+        }
+    };
+    let served = || outcome.served.iter().map(|&i| &candidates[i].route);
+    let programmed = if !findings.invalid.is_empty() {
+        condition(
+            ConditionType::Programmed,
+            false,
+            Reason::Invalid,
+            "Route is not served because its spec is invalid".into(),
+        )
+    } else if outcome.served.is_empty() {
+        let message = "Route is not served: older routes already serve all of its hosts and paths".into();
+        condition(ConditionType::Programmed, false, Reason::Conflicted, message)
+    } else if served().any(Route::has_ready_endpoint) {
+        condition(ConditionType::Programmed, true, Reason::Programmed, "Route is served and has ready endpoints".into())
+    } else {
+        let message = "Route is served, but no backend with a non-zero weight has a ready endpoint: requests get 503";
+        condition(ConditionType::Programmed, false, Reason::NoReadyEndpoints, message.into())
+    };
+    RouteConditions { observed_generation: findings.generation, accepted, resolved_refs, programmed }
+}
