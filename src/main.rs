@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use wsgate::controller::compile::{CompileOptions, Severity, compile};
-use wsgate::controller::manifests::load_dir;
 use wsgate::controller::kube_mode::KubeConfig;
 use wsgate::controller::lease::LeaseConfig;
+use wsgate::controller::manifests::load_dir;
 use wsgate::controller::status::PublishTarget;
 use wsgate::server::{self, ServerConfig, Source};
 use wsgate::telemetry::{self, LogFormat};

@@ -95,14 +95,15 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
     let proxy_stopped = stopped();
     let proxy_task = tokio::spawn(async move { proxy.serve(bound.http, proxy_stopped, drain).await });
 
-    let source = match config.source {
-        Source::Manifests { dir, compile } => {
-            tokio::spawn(async move { file_mode::run(dir, compile, publisher, stopped()).await.map_err(ServerError::from) })
-        }
-        Source::Kubernetes(kube) => tokio::spawn(async move {
-            kube_mode::run(kube, publisher, metrics, stopped()).await.map_err(ServerError::from)
-        }),
-    };
+    let source =
+        match config.source {
+            Source::Manifests { dir, compile } => tokio::spawn(async move {
+                file_mode::run(dir, compile, publisher, stopped()).await.map_err(ServerError::from)
+            }),
+            Source::Kubernetes(kube) => tokio::spawn(async move {
+                kube_mode::run(kube, publisher, metrics, stopped()).await.map_err(ServerError::from)
+            }),
+        };
 
     let mut result = Ok(());
     tokio::select! {

@@ -48,28 +48,29 @@ impl KubeSources {
     /// Starts one watcher per kind. `namespace` restricts the namespaced kinds to one namespace.
     /// `changed` is notified after every applied event.
     pub fn start(client: &Client, namespace: Option<&str>, metrics: Arc<Metrics>, changed: Arc<Notify>) -> KubeSources {
-        let namespaced = |client: &Client| -> Api<_> {
+        fn namespaced<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+        where
+            K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+            K::DynamicType: Default,
+        {
             match namespace {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
             }
-        };
+        }
         let mut tasks = Vec::new();
-        let mut watch = |tasks: &mut Vec<JoinHandle<()>>| {
-            let metrics = metrics.clone();
-            let changed = changed.clone();
-            move |api, config| {
-                let (store, task) = reflect(api, config, metrics, changed);
-                tasks.push(task);
-                store
-            }
-        };
-        let ingresses = watch(&mut tasks)(namespaced(client), watcher::Config::default());
-        let ingress_classes = watch(&mut tasks)(Api::all(client.clone()), watcher::Config::default());
-        let websocket_routes = watch(&mut tasks)(namespaced(client), watcher::Config::default());
-        let services = watch(&mut tasks)(namespaced(client), watcher::Config::default());
-        let endpoint_slices =
-            watch(&mut tasks)(namespaced(client), watcher::Config::default().labels(SERVICE_NAME_LABEL));
+        let (ingresses, task) = reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed);
+        tasks.push(task);
+        let (ingress_classes, task) = reflect(Api::all(client.clone()), watcher::Config::default(), &metrics, &changed);
+        tasks.push(task);
+        let (websocket_routes, task) =
+            reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed);
+        tasks.push(task);
+        let (services, task) = reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed);
+        tasks.push(task);
+        let slices = watcher::Config::default().labels(SERVICE_NAME_LABEL);
+        let (endpoint_slices, task) = reflect(namespaced(client, namespace), slices, &metrics, &changed);
+        tasks.push(task);
         KubeSources { ingresses, ingress_classes, websocket_routes, services, endpoint_slices, tasks }
     }
 
@@ -115,8 +116,8 @@ impl Drop for KubeSources {
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
-    metrics: Arc<Metrics>,
-    changed: Arc<Notify>,
+    metrics: &Arc<Metrics>,
+    changed: &Arc<Notify>,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -133,6 +134,8 @@ where
         }),
     )
     .default_backoff();
+    let metrics = metrics.clone();
+    let changed = changed.clone();
     let task = tokio::spawn(async move {
         let errors = metrics.kube_watch_errors_total.with_label_values(&[kind.as_str()]);
         stream

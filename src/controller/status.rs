@@ -41,7 +41,7 @@ pub struct DesiredCondition {
 }
 
 /// A configuration error to record as an Event on its object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectError {
     pub kind: &'static str,
     pub key: ObjectKey,
@@ -256,7 +256,7 @@ impl Task {
             }
             let (api_version, kind) = match error.kind {
                 "WebSocketRoute" => (WebSocketRoute::api_version(&()).to_string(), "WebSocketRoute"),
-                "Ingress" => (Ingress::API_VERSION.to_string(), "Ingress"),
+                "Ingress" => (Ingress::api_version(&()).to_string(), "Ingress"),
                 _ => continue,
             };
             let reference = ObjectReference {
