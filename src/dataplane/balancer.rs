@@ -88,7 +88,8 @@ impl Inner {
 
     /// Whether `addr` may be picked: not tried yet and, when `healthy_only`, not ejected.
     fn usable(&self, addr: &SocketAddr, tried: &[SocketAddr], healthy_only: bool, now: Instant) -> bool {
-        !tried.contains(addr) && !(healthy_only && self.is_ejected(addr, now))
+        let ejected = healthy_only && self.is_ejected(addr, now);
+        !ejected && !tried.contains(addr)
     }
 
     /// Whether a backend can take the connection: a non-zero weight and a usable endpoint.
@@ -111,11 +112,8 @@ impl Inner {
             return false;
         }
         self.pruned_at = Some(now);
-        let referenced: HashSet<SocketAddr> = table
-            .routes()
-            .flat_map(|r| r.backends.iter())
-            .flat_map(|b| b.endpoints.iter().map(|e| e.addr))
-            .collect();
+        let referenced: HashSet<SocketAddr> =
+            table.routes().flat_map(|r| r.backends.iter()).flat_map(|b| b.endpoints.iter().map(|e| e.addr)).collect();
         self.endpoints.retain(|addr, state| referenced.contains(addr) || state.active.load(Ordering::Relaxed) > 0);
         true
     }
@@ -163,8 +161,7 @@ impl Balancer {
             }
         })?;
 
-        let candidates =
-            backend.endpoints.iter().map(|e| e.addr).filter(|a| inner.usable(a, tried, healthy_only, now));
+        let candidates = backend.endpoints.iter().map(|e| e.addr).filter(|a| inner.usable(a, tried, healthy_only, now));
         let addr = match route.policy.load_balancing {
             LoadBalancing::LeastConnections => candidates.min_by_key(|a| (inner.active(a), inner.last_pick(a)))?,
             LoadBalancing::RoundRobin => candidates.min_by_key(|a| inner.last_pick(a))?,

@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn forwarded_headers_append_and_set() {
         let client = ClientAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), 8080);
-        let mut headers = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-real-ip", "9.9.9.9")]);
+        let mut headers =
+            map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-real-ip", "9.9.9.9")]);
         let host = HeaderValue::from_static("Chat.Example:8080");
         set_forwarded(&mut headers, &client, Some(&host));
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
