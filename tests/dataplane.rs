@@ -312,6 +312,19 @@ async fn malformed_handshakes_get_400_and_wrong_versions_426() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_are_refused() {
+    let echo = echo_server("e1").await;
+    let gateway = Gateway::start(table(1, vec![route("echo", "/", &[echo.addr])])).await;
+    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "x".repeat(70 * 1024));
+    let raw = raw_exchange(gateway.addr, &big).await;
+    assert_eq!(status_of(&raw), 431, "{raw}");
+    assert_eq!(echo.stats.accepted(), 0);
+    // Just under the limit is fine.
+    let fits = format!("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "x".repeat(60 * 1024));
+    assert_eq!(status_of(&raw_exchange(gateway.addr, &fits).await), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_refusal_is_relayed_unchanged() {
     let echo = echo_server("e1").await;
     let gateway = Gateway::start(table(1, vec![route("echo", "/", &[echo.addr])])).await;

@@ -14,6 +14,7 @@
 //! metric handles and a drain token. It never looks at the route table again, so table swaps cannot
 //! touch it.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,8 +71,12 @@ pub async fn proxy(
     };
     let metrics = &shared.metrics;
     metrics.websocket_upgrades_total.with_label_values(&[&*route.id, outcome.as_str()]).inc();
-    if outcome != UpgradeOutcome::BadRequest {
-        // Malformed requests never reach a backend; their "handshake" says nothing about latency.
+    let reached_backend = matches!(
+        outcome,
+        UpgradeOutcome::Success | UpgradeOutcome::Rejected | UpgradeOutcome::BackendError | UpgradeOutcome::Timeout
+    );
+    if reached_backend {
+        // Requests refused before a backend was involved would only add zeros to the latency histogram.
         metrics
             .websocket_handshake_duration_seconds
             .with_label_values(&[&*route.id])
@@ -137,6 +142,10 @@ async fn exchange(
             Ok(stream) => {
                 shared.balancer.connected(addr);
                 stream
+            }
+            Err(error) if error.kind() == io::ErrorKind::TimedOut && budget < pool::CONNECT_TIMEOUT => {
+                // Our own deadline ran out, not the endpoint's patience: no failure to hold against it.
+                return Err(ProxyError::Timeout(route.policy.handshake_timeout));
             }
             Err(error) => {
                 note_connect_failure(shared, addr, &error);
