@@ -1,1 +1,94 @@
-//! The dataplane: listeners, routing, HTTP proxying and WebSocket tunnels. (Being written.)
+//! The dataplane: an HTTP/1.1 listener that routes by host and path, proxies plain requests and
+//! tunnels WebSockets. It reads the route table and nothing else of the controller.
+//!
+//! The life of a request, phase by phase:
+//!
+//! ```text
+//!   accept ──► read head (≤ 64 KiB, ≤ 30 s) ──► load table once ──► lookup(host, path)
+//!                                                     │ no route: 404
+//!              ┌──────────────────────────────────────┴───────────────────────┐
+//!        plain request                                              Upgrade: websocket
+//!   strip hop-by-hop, X-Forwarded-*                           validate handshake (400 / 426)
+//!   pick endpoint ─ none: 503                                 pick endpoint ─ none: 503
+//!   pooled or new connection                                  new connection ─ refused: next, then 502
+//!     ─ refused: next endpoint, then 502                      send handshake, answer within
+//!   response head within 60 s (504)                             handshake_timeout (504)
+//!   relay head + stream body                                  not 101: relay; bad accept: 502
+//!                                                             101: spawn tunnel, relay 101
+//!                                                               tunnel: bytes both ways, half-close,
+//!                                                               idle timeout, metrics on close
+//! ```
+//!
+//! Modules: `server` (listener, connections, drain), `forward` (plain HTTP), `websocket`
+//! (upgrades), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `headers` (hop-by-hop
+//! and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend connections),
+//! `body` (the response body type), `error` (error → response, in one place).
+
+mod balancer;
+mod body;
+mod error;
+mod forward;
+mod handshake;
+mod headers;
+mod pool;
+mod server;
+mod tunnel;
+mod websocket;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::routes::SharedTable;
+
+pub use error::ProxyError;
+
+/// The proxy: cheap to clone; every clone shares the table handle, metrics, balancer state and the
+/// backend connection pool, so several listeners can serve from one `Proxy`.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+/// What every connection of every listener shares.
+pub(crate) struct Shared {
+    table: SharedTable,
+    metrics: Arc<Metrics>,
+    balancer: balancer::Balancer,
+    pool: Arc<pool::Pool>,
+}
+
+impl Proxy {
+    pub fn new(table: SharedTable, metrics: Arc<Metrics>) -> Proxy {
+        Proxy {
+            shared: Arc::new(Shared {
+                table,
+                metrics,
+                balancer: balancer::Balancer::new(),
+                pool: Arc::new(pool::Pool::new()),
+            }),
+        }
+    }
+
+    /// Accepts on `listener` until `shutdown` resolves; then stops accepting and waits for open
+    /// connections (including WebSocket tunnels) to finish, at most `drain` long, then returns. Whatever
+    /// is still open at the deadline is closed.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> io::Result<()> {
+        server::serve(Arc::clone(&self.shared), listener, shutdown, drain).await
+    }
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("generation", &self.shared.table.load().generation).finish_non_exhaustive()
+    }
+}

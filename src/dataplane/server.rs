@@ -1,0 +1,231 @@
+//! The listener: accepting connections, serving HTTP/1.1 on each, routing every request, and draining.
+//!
+//! ```text
+//!   accept ─► connection task (TCP_NODELAY, hyper http1 with upgrades, header size/time limits)
+//!               └─ per request: load the table once ─► lookup(host, path)
+//!                    ├─ no route           ─► 404
+//!                    ├─ Upgrade: websocket ─► websocket::proxy
+//!                    └─ otherwise          ─► forward::proxy
+//!
+//!   shutdown resolves ─► stop accepting ─► Draining: idle keep-alive connections close, requests in
+//!   flight finish, tunnels keep relaying ─► all drain tokens dropped, or `drain` elapsed ─► Closing:
+//!   whatever is left is closed ─► serve returns
+//! ```
+//!
+//! Every connection task and every tunnel task holds a [`Drain`]: a clone of one channel sender (the
+//! channel closes when the last clone is dropped, which is how `serve` knows everything finished) plus
+//! a watch on the shutdown phase.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HOST;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument as _, Span, debug, debug_span, info, warn};
+
+use crate::metrics::UpgradeOutcome;
+use crate::routes::normalize_host;
+
+use super::Shared;
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use super::headers::ClientAddr;
+use super::{forward, handshake, websocket};
+
+/// Largest request head (request line and headers) accepted; larger ones get 431.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
+/// Time a client has to send a complete request head, counted from when the server starts waiting for
+/// it. This cuts slowloris clients and also bounds how long an idle keep-alive connection stays open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the drain deadline, how long `serve` waits for the remaining tasks to notice they must close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Pause after an accept error that is not about one connection (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Where the listener is in its shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// No new connections; existing ones finish their work.
+    Draining,
+    /// The drain deadline passed: close everything now.
+    Closing,
+}
+
+/// Held by every connection and tunnel task while it runs.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    _token: mpsc::Sender<()>,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Drain {
+    /// Resolves when the task must close at once (the drain deadline passed or the listener is gone).
+    pub async fn closing(&mut self) {
+        // An error means the sender is gone: `serve` has returned, so closing is right too.
+        let _ = self.phase.wait_for(|phase| *phase == Phase::Closing).await;
+    }
+}
+
+/// What every request of one client connection shares.
+#[derive(Debug)]
+struct Client {
+    addr: ClientAddr,
+    drain: Drain,
+}
+
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> io::Result<()> {
+    let local = listener.local_addr()?;
+    info!(address = %local, "dataplane listening");
+    let (token, mut finished) = mpsc::channel::<()>(1);
+    let (phase, phase_rx) = watch::channel(Phase::Serving);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_REQUEST_HEADER_BYTES)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let drain = Drain { _token: token.clone(), phase: phase_rx.clone() };
+                    let task = connection(Arc::clone(&shared), Arc::clone(&builder), stream, peer, local.port(), drain);
+                    tokio::spawn(task.instrument(debug_span!("conn", peer = %peer)));
+                }
+                Err(error) if is_per_connection(&error) => debug!(%error, "accept failed"),
+                Err(error) => {
+                    warn!(%error, "accept failed; pausing before the next accept");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    drop(listener);
+    info!(address = %local, drain_seconds = drain.as_secs_f64(), "dataplane stopped accepting; draining");
+    let _ = phase.send(Phase::Draining);
+    drop(token);
+    if tokio::time::timeout(drain, finished.recv()).await.is_err() {
+        warn!(address = %local, "drain deadline passed; closing the remaining connections");
+        let _ = phase.send(Phase::Closing);
+        let _ = tokio::time::timeout(CLOSE_GRACE, finished.recv()).await;
+    }
+    info!(address = %local, "dataplane stopped");
+    Ok(())
+}
+
+/// Accept errors that concern one connection only, not the listener.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+    )
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    builder: Arc<http1::Builder>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener_port: u16,
+    drain: Drain,
+) {
+    // why: small WebSocket frames and response heads should leave at once, not wait for Nagle.
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%error, "could not set TCP_NODELAY");
+    }
+    let mut phase = drain.phase.clone();
+    let client = Arc::new(Client { addr: ClientAddr::new(peer.ip(), listener_port), drain });
+    let service = service_fn(move |req: Request<Incoming>| {
+        let shared = Arc::clone(&shared);
+        let client = Arc::clone(&client);
+        let span = debug_span!(
+            "request",
+            method = %req.method(),
+            path = req.uri().path(),
+            route = tracing::field::Empty,
+            endpoint = tracing::field::Empty,
+        );
+        async move { Ok::<_, Infallible>(handle(&shared, &client, req).await) }.instrument(span)
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%error, "client connection ended with an error");
+                }
+                return;
+            }
+            changed = phase.changed() => {
+                let now = if changed.is_err() { Phase::Closing } else { *phase.borrow_and_update() };
+                match now {
+                    Phase::Serving => {}
+                    Phase::Draining if !draining => {
+                        draining = true;
+                        // Closes the connection once the request in flight (if any) is answered.
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Phase::Draining => {}
+                    Phase::Closing => return,
+                }
+            }
+        }
+    }
+}
+
+/// Routes one request: loads the table once, then hands the request to the WebSocket or HTTP path.
+async fn handle(shared: &Arc<Shared>, client: &Client, req: Request<Incoming>) -> Response<ProxyBody> {
+    let upgrade = handshake::wants_websocket(req.headers());
+    let route = {
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+        let path = req.uri().path();
+        let table = shared.table.load();
+        shared.balancer.observe(&table);
+        match table.lookup(host, path) {
+            Some(route) => Arc::clone(route),
+            None => return no_route(shared, normalize_host(host).into_owned(), path.to_string(), upgrade),
+        }
+    };
+    Span::current().record("route", &*route.id);
+    if upgrade {
+        websocket::proxy(shared, &client.addr, &client.drain, req, &route).await
+    } else {
+        forward::proxy(shared, &client.addr, req, &route).await
+    }
+}
+
+fn no_route(shared: &Shared, host: String, path: String, upgrade: bool) -> Response<ProxyBody> {
+    let error = ProxyError::NoRoute { host, path };
+    forward::log_failure(&error);
+    let response = error.into_response(upgrade);
+    if upgrade {
+        shared.metrics.websocket_upgrades_total.with_label_values(&["", UpgradeOutcome::NoRoute.as_str()]).inc();
+    } else {
+        shared.metrics.http_requests_total.with_label_values(&["", response.status().as_str()]).inc();
+    }
+    response
+}

@@ -1,0 +1,254 @@
+//! WebSocket upgrades: check the client's handshake, forward it, check the backend's answer, then hand
+//! both sockets to a [`Tunnel`].
+//!
+//! ```text
+//!   validate (400 / 426) ─► pick + connect (next endpoint on refusal) ─► send handshake
+//!     │   everything up to the backend's answer must fit in policy.handshake_timeout (else 504)
+//!     ▼
+//!   backend answer ── not 101 ─► relayed as is (minus hop-by-hop): outcome "rejected"
+//!                  ── 101, wrong Sec-WebSocket-Accept ─► 502, backend closed
+//!                  ── 101, correct ─► spawn tunnel task (awaits both upgrades) ─► 101 to the client
+//! ```
+//!
+//! The tunnel task owns everything it needs: the route's id and idle timeout, the endpoint lease, the
+//! metric handles and a drain token. It never looks at the route table again, so table swaps cannot
+//! touch it.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Empty;
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use prometheus::{Histogram, IntGauge};
+use tokio::net::TcpStream;
+use tracing::{Instrument as _, Span, debug, warn};
+
+use crate::metrics::{Direction, UpgradeOutcome};
+use crate::routes::Route;
+
+use super::Shared;
+use super::balancer::Lease;
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use super::forward::{MAX_TRIES, log_failure, note_connect_failure, prepare_head};
+use super::handshake;
+use super::headers::{ClientAddr, remove_hop_by_hop};
+use super::pool;
+use super::server::Drain;
+use super::tunnel::{End, Ends, Meter, Tunnel};
+
+/// What the backend made of the handshake.
+enum Answer {
+    /// 101 with a correct accept: the tunnel task is running.
+    Switched(Response<ProxyBody>),
+    /// Any other status, relayed to the client.
+    Refused(Response<ProxyBody>),
+}
+
+/// Proxies one WebSocket handshake along `route`, counts it and, on success, starts its tunnel.
+pub async fn proxy(
+    shared: &Arc<Shared>,
+    client: &ClientAddr,
+    drain: &Drain,
+    req: Request<Incoming>,
+    route: &Arc<Route>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let (response, outcome) = match upgrade(shared, client, drain, req, route).await {
+        Ok(Answer::Switched(response)) => (response, UpgradeOutcome::Success),
+        Ok(Answer::Refused(response)) => (response, UpgradeOutcome::Rejected),
+        Err(error) => {
+            log_failure(&error);
+            let outcome = error.upgrade_outcome();
+            (error.into_response(true), outcome)
+        }
+    };
+    let metrics = &shared.metrics;
+    metrics.websocket_upgrades_total.with_label_values(&[&*route.id, outcome.as_str()]).inc();
+    let reached_backend = matches!(
+        outcome,
+        UpgradeOutcome::Success | UpgradeOutcome::Rejected | UpgradeOutcome::BackendError | UpgradeOutcome::Timeout
+    );
+    if reached_backend {
+        // Requests refused before a backend was involved would only add zeros to the latency histogram.
+        metrics
+            .websocket_handshake_duration_seconds
+            .with_label_values(&[&*route.id])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    debug!(status = response.status().as_u16(), outcome = outcome.as_str(), "upgrade answered");
+    response
+}
+
+async fn upgrade(
+    shared: &Arc<Shared>,
+    client: &ClientAddr,
+    drain: &Drain,
+    mut req: Request<Incoming>,
+    route: &Arc<Route>,
+) -> Result<Answer, ProxyError> {
+    let handshake = handshake::validate(req.method(), req.version(), req.headers())?;
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let (mut parts, _empty_body) = req.into_parts();
+    prepare_head(&mut parts, client);
+    // why set explicitly: the hop-by-hop cleanup removed them, and the backend must see exactly these.
+    parts.headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    parts.headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    parts.headers.insert(SEC_WEBSOCKET_KEY, handshake.key.clone());
+    parts.headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+
+    let timeout = route.policy.handshake_timeout;
+    let exchange = tokio::time::timeout(timeout, exchange(shared, route, parts));
+    let (response, sender, lease) = exchange.await.map_err(|_| ProxyError::Timeout(timeout))??;
+
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        return Ok(Answer::Refused(Response::from_parts(parts, ProxyBody::relayed(body, Some(lease)))));
+    }
+    if let Err(error) = handshake::check_accept(&handshake, response.headers()) {
+        // Dropping the response and the sender closes the backend connection.
+        warn!(route = %route.id, endpoint = %lease.addr(), "backend answered 101 with a wrong Sec-WebSocket-Accept");
+        return Err(error);
+    }
+    Ok(Answer::Switched(switch(shared, drain, route, client_upgrade, response, sender, lease)))
+}
+
+/// Connects to an endpoint (trying the next one when a connect fails) and sends the handshake.
+async fn exchange(
+    shared: &Shared,
+    route: &Route,
+    parts: http::request::Parts,
+) -> Result<(Response<Incoming>, SendRequest<Empty<Bytes>>, Lease), ProxyError> {
+    let deadline = tokio::time::Instant::now() + route.policy.handshake_timeout;
+    let mut tried = Vec::with_capacity(MAX_TRIES);
+    let mut last_error = None;
+    loop {
+        let lease = match (tried.len() < MAX_TRIES).then(|| shared.balancer.pick(route, &tried)).flatten() {
+            Some(lease) => lease,
+            None => return Err(last_error.unwrap_or(ProxyError::NoEndpoint)),
+        };
+        let addr = lease.addr();
+        tried.push(addr);
+        Span::current().record("endpoint", tracing::field::display(addr));
+        let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let stream = match pool::connect(addr, budget).await {
+            Ok(stream) => {
+                shared.balancer.connected(addr);
+                stream
+            }
+            Err(error) if error.kind() == io::ErrorKind::TimedOut && budget < pool::CONNECT_TIMEOUT => {
+                // Our own deadline ran out, not the endpoint's patience: no failure to hold against it.
+                return Err(ProxyError::Timeout(route.policy.handshake_timeout));
+            }
+            Err(error) => {
+                note_connect_failure(shared, addr, &error);
+                last_error = Some(ProxyError::Connect(error));
+                continue;
+            }
+        };
+        let mut sender = pool::handshake(stream, true).await.map_err(ProxyError::Backend)?;
+        let request = Request::from_parts(parts, Empty::new());
+        let response = sender.send_request(request).await.map_err(ProxyError::Backend)?;
+        return Ok((response, sender, lease));
+    }
+}
+
+/// Relays a correct 101 and starts the tunnel task. The task is spawned *before* the 101 goes out, so
+/// it is already waiting when hyper hands over the client's socket.
+fn switch(
+    shared: &Arc<Shared>,
+    drain: &Drain,
+    route: &Arc<Route>,
+    client_upgrade: OnUpgrade,
+    mut response: Response<Incoming>,
+    sender: SendRequest<Empty<Bytes>>,
+    lease: Lease,
+) -> Response<ProxyBody> {
+    let backend_upgrade = hyper::upgrade::on(&mut response);
+    let (mut parts, _empty_body) = response.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    parts.headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+
+    let metrics = &shared.metrics;
+    let id: &str = &route.id;
+    let session = Session::open(
+        metrics.websocket_connections_active.with_label_values(&[id]),
+        metrics.websocket_connection_duration_seconds.with_label_values(&[id]),
+    );
+    let upstream = Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Upstream.as_str()]));
+    let downstream = Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Downstream.as_str()]));
+    let idle_timeout = route.policy.idle_timeout;
+    let mut drain = drain.clone();
+    let task = async move {
+        // Held for the task's whole life: the drain waits for it, the balancer counts it, the gauge
+        // goes down when it ends however it ends.
+        let _lease = lease;
+        let _session = session;
+        let ends = tokio::try_join!(client_upgrade, backend_upgrade);
+        // The 101 has been processed by then; the connection's request sender is no longer needed.
+        drop(sender);
+        let ends = match ends.map(|(client, backend)| (recover(client), recover(backend))) {
+            Ok((Some((client, client_buffered)), Some((backend, backend_buffered)))) => {
+                Ends { client, client_buffered, backend, backend_buffered }
+            }
+            Ok(_) => {
+                tracing::error!("upgraded connection is not a TCP stream; closing the tunnel");
+                return;
+            }
+            Err(error) => {
+                debug!(%error, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut tunnel = Tunnel::new(ends, idle_timeout, upstream, downstream);
+        let end = tokio::select! {
+            end = &mut tunnel => end,
+            () = drain.closing() => Ok(End::Closed),
+        };
+        let (up, down) = tunnel.totals();
+        match end {
+            Ok(End::Closed) => debug!(bytes_up = up, bytes_down = down, "tunnel closed"),
+            Ok(End::IdleTimeout) => debug!(bytes_up = up, bytes_down = down, "tunnel closed: idle timeout"),
+            Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
+        }
+    };
+    tokio::spawn(task.instrument(Span::current()));
+    Response::from_parts(parts, ProxyBody::empty())
+}
+
+/// Recovers the TCP socket (and bytes read past the handshake) from an upgraded connection. Both sides
+/// are served over `TokioIo<TcpStream>`, so this only fails if that changes.
+fn recover(upgraded: Upgraded) -> Option<(TcpStream, Bytes)> {
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some((parts.io.into_inner(), parts.read_buf))
+}
+
+/// An open tunnel as the metrics see it: the gauge is up while it exists, its lifetime is observed when
+/// it goes.
+struct Session {
+    active: IntGauge,
+    duration: Histogram,
+    opened: Instant,
+}
+
+impl Session {
+    fn open(active: IntGauge, duration: Histogram) -> Session {
+        active.inc();
+        Session { active, duration, opened: Instant::now() }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.active.dec();
+        self.duration.observe(self.opened.elapsed().as_secs_f64());
+    }
+}
