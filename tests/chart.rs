@@ -212,7 +212,8 @@ fn differences(path: &str, rendered: &Value, back: &Value, out: &mut Vec<String>
 
 /// Deserializes into `T`, serializes back, and requires nothing to be lost or changed.
 fn round_trip<T: DeserializeOwned + Serialize>(document: &Value) -> Result<(), String> {
-    let typed: T = serde_json::from_value(document.clone()).map_err(|error| format!("does not deserialize: {error}"))?;
+    let typed: T =
+        serde_json::from_value(document.clone()).map_err(|error| format!("does not deserialize: {error}"))?;
     let back = serde_json::to_value(&typed).map_err(|error| format!("does not serialize: {error}"))?;
     let mut out = Vec::new();
     differences("", document, &back, &mut out);
@@ -341,7 +342,10 @@ fn sorted(values: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 fn strings(value: &Value) -> Vec<String> {
-    value.as_array().map(|items| items.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    value
+        .as_array()
+        .map(|items| items.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default()
 }
 
 /// Where a (Cluster)Role applies: `None` for a ClusterRole, else the Role's namespace.
@@ -420,9 +424,9 @@ fn check_rbac(documents: &[Value], values: &Value, scenario: &str) {
                 && binding["metadata"]["namespace"] == role["metadata"]["namespace"]
                 && binding["roleRef"]["kind"] == role["kind"]
                 && binding["roleRef"]["name"] == role["metadata"]["name"]
-                && binding["subjects"]
-                    .as_array()
-                    .is_some_and(|subjects| subjects.contains(&json!({"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE})))
+                && binding["subjects"].as_array().is_some_and(|subjects| {
+                    subjects.contains(&json!({"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}))
+                })
         });
         assert!(bound, "{scenario}: {} {} is not bound to ServiceAccount {account}", kind(role), name(role));
     }
@@ -447,7 +451,10 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
     // Replicas: fixed, or left to the HPA.
     let hpa = of_kind(documents, "HorizontalPodAutoscaler");
     if values["autoscaling"]["enabled"] == json!(true) {
-        assert!(deployment["spec"].get("replicas").is_none(), "{scenario}: with an HPA the Deployment sets no replicas");
+        assert!(
+            deployment["spec"].get("replicas").is_none(),
+            "{scenario}: with an HPA the Deployment sets no replicas"
+        );
         assert_eq!(hpa.len(), 1, "{scenario}: autoscaling.enabled renders one HPA");
         assert_eq!(hpa[0]["spec"]["scaleTargetRef"]["name"], deployment["metadata"]["name"], "{scenario}: HPA target");
         assert_eq!(hpa[0]["spec"]["scaleTargetRef"]["kind"], json!("Deployment"), "{scenario}: HPA target kind");
@@ -543,7 +550,8 @@ fn check_services(documents: &[Value], values: &Value, scenario: &str) {
     let selector = &deployment["spec"]["selector"]["matchLabels"];
     let ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"].as_array().expect("ports");
     let admin = ports.iter().find(|port| port["name"] == json!("admin")).expect("admin port");
-    let targets_admin = |port: &Value| port["targetPort"] == admin["name"] || port["targetPort"] == admin["containerPort"];
+    let targets_admin =
+        |port: &Value| port["targetPort"] == admin["name"] || port["targetPort"] == admin["containerPort"];
     let tls = values["tls"]["enabled"] == json!(true);
 
     let services = of_kind(documents, "Service");
@@ -593,8 +601,12 @@ fn check_monitoring(documents: &[Value], values: &Value, scenario: &str) {
     let rules = of_kind(documents, "PrometheusRule");
     if values["metrics"]["prometheusRule"]["enabled"] == json!(true) {
         assert_eq!(rules.len(), 1, "{scenario}: one PrometheusRule");
-        let alerts: Vec<&Value> =
-            rules[0]["spec"]["groups"].as_array().expect("groups").iter().flat_map(|g| g["rules"].as_array().expect("rules")).collect();
+        let alerts: Vec<&Value> = rules[0]["spec"]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_array().expect("rules"))
+            .collect();
         let names: BTreeSet<&str> = alerts.iter().filter_map(|a| a["alert"].as_str()).collect();
         assert_eq!(names.len(), alerts.len(), "{scenario}: alert names are unique");
         for disabled in strings(&values["metrics"]["prometheusRule"]["disabledAlerts"]) {
@@ -628,7 +640,12 @@ fn every_scenario_lints_and_renders_strictly_valid_objects() {
         let mut lint = Command::new(helm());
         lint.args(["lint", "--strict"]).arg(chart()).arg("-f").arg(&scenario);
         let output = run(lint);
-        assert!(output.status.success(), "helm lint --strict -f {label}:\n{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "helm lint --strict -f {label}:\n{}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
 
         let documents = render(&scenario, &[MONITORING_API]).unwrap_or_else(|error| panic!("{label}: {error}"));
         let values = effective_values(&scenario);
@@ -636,9 +653,17 @@ fn every_scenario_lints_and_renders_strictly_valid_objects() {
             if let Err(error) = check_strictly(document) {
                 panic!("{label}: {} {}: {error}", kind(document), name(document));
             }
-            let namespaced = !matches!(kind(document), "ClusterRole" | "ClusterRoleBinding" | "IngressClass" | "CustomResourceDefinition");
+            let namespaced = !matches!(
+                kind(document),
+                "ClusterRole" | "ClusterRoleBinding" | "IngressClass" | "CustomResourceDefinition"
+            );
             if namespaced {
-                assert!(document["metadata"]["namespace"].is_string(), "{label}: {} {} names its namespace", kind(document), name(document));
+                assert!(
+                    document["metadata"]["namespace"].is_string(),
+                    "{label}: {} {} names its namespace",
+                    kind(document),
+                    name(document)
+                );
             }
         }
         let crd = only(&documents, "CustomResourceDefinition");
@@ -772,7 +797,10 @@ fn dashboard_and_alerts_use_metrics_wsgate_exports() {
         metric_names(&source).into_iter().filter(|name| source.contains(&format!("\"{name}\""))).collect();
     assert!(exported.contains("wsgate_websocket_upgrades_total"), "metric names found in src/metrics.rs");
     for future in FUTURE_METRICS {
-        assert!(!exported.contains(*future), "{future} is exported now: drop it from FUTURE_METRICS and the chart's notes");
+        assert!(
+            !exported.contains(*future),
+            "{future} is exported now: drop it from FUTURE_METRICS and the chart's notes"
+        );
     }
     let known = |name: &str| {
         let base = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name);
@@ -849,7 +877,9 @@ fn documented_values(values_yaml: &str) -> Vec<Documented> {
         let groups_documented = documented.iter().any(|doc| doc.starts_with(&format!("{path}.")));
         assert!(inside_documented || groups_documented, "values.yaml: `{path}` has no `# --` description");
     }
-    keys.into_iter().filter_map(|(path, description)| description.map(|description| Documented { path, description })).collect()
+    keys.into_iter()
+        .filter_map(|(path, description)| description.map(|description| Documented { path, description }))
+        .collect()
 }
 
 fn values_table(values_yaml: &str) -> String {
