@@ -11,7 +11,6 @@
 //! Edit the YAML in `examples/quickstart/` while it runs: wsgate reloads it without dropping sockets.
 
 #[path = "../tests/support/echo.rs"]
-#[allow(dead_code)]
 mod echo;
 
 use std::path::PathBuf;
@@ -28,7 +27,8 @@ use wsgate::server::{self, ServerConfig, Source};
 async fn main() -> anyhow::Result<()> {
     wsgate::telemetry::init(wsgate::telemetry::LogFormat::Text, "info");
     for (addr, name) in [("127.0.0.1:9001", "echo-1"), ("127.0.0.1:9002", "echo-2")] {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("echo backend cannot listen on {addr}"))?;
+        let listener =
+            TcpListener::bind(addr).await.with_context(|| format!("echo backend cannot listen on {addr}"))?;
         tokio::spawn(echo::serve(listener, name.to_string()));
     }
     let config = ServerConfig {

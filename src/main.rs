@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Serve traffic. With --manifests, routes come from a folder of YAML manifests (file mode),
     /// reloaded on every change; without it, from the Kubernetes API.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Load and compile a folder of manifests, print every problem, and exit 1 if any is an error.
     Check(CheckArgs),
     /// Print the WebSocketRoute CustomResourceDefinition (the content of crds/).
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");

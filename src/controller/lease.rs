@@ -96,10 +96,13 @@ pub fn spawn(client: Client, config: LeaseConfig) -> Leadership {
     Leadership(rx)
 }
 
+/// A Lease's holder and renew time: the record whose changes show the holder is alive.
+type Record = (Option<String>, Option<MicroTime>);
+
 struct Elector {
     config: LeaseConfig,
     /// The other holder's record as last seen, and when it was first seen in that state.
-    observed: Option<((Option<String>, Option<MicroTime>), Instant)>,
+    observed: Option<(Record, Instant)>,
     last_renewed: Option<Instant>,
 }
 
