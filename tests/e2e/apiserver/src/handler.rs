@@ -363,6 +363,9 @@ async fn object(
             let opts = write_options(&q)?;
             let (_, body) = read_body(req).await?;
             let w = app.store.write(|st| registry::delete(st, &rt, ns, name, &body, &opts))?;
+            if rt.group.is_empty() && rt.resource == "namespaces" && !opts.dry_run {
+                schedule_namespace_cleanup(app, name.to_string());
+            }
             Ok(written_response(w))
         }
         (Method::DELETE, None) => {
@@ -375,6 +378,17 @@ async fn object(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Plays the namespace controller: after a short delay, removes the terminating namespace's
+/// contents and then the namespace.
+fn schedule_namespace_cleanup(app: &Arc<App>, name: String) {
+    let store = app.store.clone();
+    let delay = app.config.namespace_cleanup_delay;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        store.write(|st| registry::finalize_namespace(st, &name));
+    });
 }
 
 /// An rv query value: `None` for "" / "0" (any / most recent), else the number.

@@ -189,7 +189,6 @@ fn admit_body(
     rt: &ResourceType,
     obj: &mut Value,
     old: Option<&Value>,
-    opts: &WriteOptions,
     unknown: &mut Vec<String>,
 ) -> Result<Vec<FieldCause>, ApiError> {
     validation::default(rt, obj)?;
@@ -199,7 +198,6 @@ fn admit_body(
         unknown.extend(out.pruned);
         causes.extend(out.causes);
     }
-    let _ = opts;
     let mut all = validation::validate(rt, obj, old);
     all.extend(causes);
     Ok(all)
@@ -241,8 +239,14 @@ pub fn create(
             meta::meta_mut(&mut obj).insert("name".into(), json!(name));
         }
     }
-    if rt.namespaced && st.get(&namespaces_key(), "", &ns).is_none() {
-        return Err(ApiError::not_found("", "namespaces", &ns));
+    if rt.namespaced {
+        match st.get(&namespaces_key(), "", &ns) {
+            None => return Err(ApiError::not_found("", "namespaces", &ns)),
+            Some(n) if n["metadata"].get("deletionTimestamp").is_some() => {
+                return Err(ApiError::namespace_terminating(&rt.group, &rt.resource, &name, &ns));
+            }
+            Some(_) => {}
+        }
     }
     if rt.has_status && !is_crd(rt) {
         match initial_status(rt) {
@@ -255,7 +259,7 @@ pub fn create(
     if !name.is_empty() {
         causes.extend(validation::check_name(rt, &name));
     }
-    causes.extend(admit_body(rt, &mut obj, None, opts, &mut unknown)?);
+    causes.extend(admit_body(rt, &mut obj, None, &mut unknown)?);
     unknown_fields(rt, &unknown, opts, &mut warnings)?;
     if !causes.is_empty() {
         return Err(invalid(rt, &name, causes));
@@ -429,7 +433,7 @@ pub fn update(
         }
         m.insert("resourceVersion".into(), json!(old_rv));
     }
-    let mut causes = admit_body(rt, &mut new, Some(old_obj), opts, &mut unknown)?;
+    let mut causes = admit_body(rt, &mut new, Some(old_obj), &mut unknown)?;
     unknown_fields(rt, &unknown, opts, &mut warnings)?;
     if old_obj["metadata"].get("deletionTimestamp").is_some() {
         let old_f = old_obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
@@ -606,6 +610,24 @@ pub fn delete(
             ),
         ));
     }
+    if is_namespace(rt) {
+        if old["metadata"].get("deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                "",
+                "namespaces",
+                name,
+                "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+            ));
+        }
+        let mut marked = (*old).clone();
+        meta::meta_mut(&mut marked).insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+        marked["status"]["phase"] = json!("Terminating");
+        if opts.dry_run {
+            return Ok(Written { code: 200, body: present(&marked, rt), warnings: Vec::new() });
+        }
+        let stored = st.replace(&key, marked);
+        return Ok(Written { code: 200, body: present(&stored, rt), warnings: Vec::new() });
+    }
     let has_finalizers = old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     if has_finalizers {
         if old["metadata"].get("deletionTimestamp").is_some() || opts.dry_run {
@@ -660,6 +682,25 @@ pub fn delete_collection(
         body: json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
         warnings: Vec::new(),
     })
+}
+
+/// The namespace controller's part: once a namespace is terminating, delete its contents, then
+/// the namespace itself (unless `metadata.finalizers` still hold it).
+pub fn finalize_namespace(st: &mut State, name: &str) {
+    let Some(ns) = st.get(&namespaces_key(), "", name) else { return };
+    if ns["metadata"].get("deletionTimestamp").is_none() {
+        return;
+    }
+    for key in st.keys_with_namespace(name) {
+        let names: Vec<String> =
+            st.list(&key, Some(name)).iter().map(|o| meta::meta_str(o, "name").to_string()).collect();
+        for n in names {
+            st.remove(&key, name, &n);
+        }
+    }
+    if ns["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
+        st.remove(&namespaces_key(), "", name);
+    }
 }
 
 /// Creates the namespaces every cluster starts with.

@@ -47,6 +47,9 @@ pub struct Config {
     pub default_watch_timeout: Duration,
     /// The `gitVersion` `/version` reports, e.g. `v1.32.0`.
     pub server_version: String,
+    /// How long a deleted namespace stays `Terminating` before its contents and it are removed
+    /// (the real namespace controller takes about as long).
+    pub namespace_cleanup_delay: Duration,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
             server_version: "v1.32.0".into(),
+            namespace_cleanup_delay: Duration::from_millis(500),
         }
     }
 }

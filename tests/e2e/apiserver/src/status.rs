@@ -184,6 +184,24 @@ impl ApiError {
         }
     }
 
+    /// 403 for a create in a namespace that is being deleted (NamespaceLifecycle admission).
+    pub fn namespace_terminating(group: &str, resource: &str, name: &str, namespace: &str) -> Self {
+        let why = format!("unable to create new content in namespace {namespace} because it is being terminated");
+        let mut d = details(group, resource, name);
+        if let Value::Object(map) = &mut d {
+            map.insert(
+                "causes".into(),
+                json!([{"reason": "NamespaceTerminating", "message": why, "field": "metadata.namespace"}]),
+            );
+        }
+        ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!("{} {name:?} is forbidden: {why}", qualified_resource(group, resource)),
+            details: d,
+        }
+    }
+
     /// 400 with a plain message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError { code: 400, reason: "BadRequest", message: message.into(), details: Value::Null }
