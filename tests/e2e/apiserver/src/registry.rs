@@ -268,6 +268,9 @@ pub fn create(
     if st.get(&key, &ns, &name).is_some() {
         return Err(ApiError::already_exists(&rt.group, &rt.resource, &name));
     }
+    if meta::meta_str(&obj, "resourceVersion").parse::<u64>().is_ok_and(|rv| rv != 0) {
+        return Err(ApiError::storage("resourceVersion should not be set on objects to be created"));
+    }
     {
         let m = meta::meta_mut(&mut obj);
         m.insert("uid".into(), json!(meta::new_uid()));

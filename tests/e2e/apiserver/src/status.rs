@@ -202,6 +202,11 @@ impl ApiError {
         }
     }
 
+    /// 500 with no reason: how the real server reports a plain storage error.
+    pub fn storage(message: impl Into<String>) -> Self {
+        ApiError { code: 500, reason: "", message: message.into(), details: Value::Null }
+    }
+
     /// 400 with a plain message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError { code: 400, reason: "BadRequest", message: message.into(), details: Value::Null }
@@ -252,9 +257,11 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         if !self.details.is_null() {
             status["details"] = self.details.clone();
         }

@@ -337,3 +337,44 @@ async fn generate_name_and_secret_string_data() {
     assert_eq!(out["data"]["token"], "czNjcmV0");
     assert!(out.get("stringData").is_none());
 }
+
+#[tokio::test]
+async fn kube_event_recorder_creates_then_patches_a_series() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let c = Cluster::start().await;
+    let client = c.client().await;
+    let svc = Api::<Service>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &service("evented"))
+        .await
+        .expect("create");
+    let reporter = Reporter { controller: "wsgate".into(), instance: Some("wsgate-0".into()) };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let reference = kube::Resource::object_ref(&svc, &());
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "NoEndpoints".into(),
+        note: Some("no ready endpoints".into()),
+        action: "Route".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.expect("first publish creates");
+    recorder.publish(&event, &reference).await.expect("second publish patches the series");
+    let events: Api<K8sEvent> = Api::namespaced(client, "default");
+    let list = events.list(&ListParams::default()).await.expect("list");
+    assert_eq!(list.items.len(), 1);
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("NoEndpoints"));
+    assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
+    assert_eq!(e.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("evented"));
+}
+
+#[tokio::test]
+async fn resource_version_on_create_is_refused_like_storage_does() {
+    let c = Cluster::start().await;
+    let cm = json!({"metadata": {"name": "x", "resourceVersion": "12"}});
+    let (s, body) = c.raw(Method::POST, "/api/v1/namespaces/default/configmaps", Some(&cm)).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["message"], "resourceVersion should not be set on objects to be created");
+    assert!(body.get("reason").is_none());
+}
