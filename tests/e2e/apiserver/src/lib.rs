@@ -1,0 +1,33 @@
+//! wsgate-test-apiserver: a Kubernetes API server for wsgate's end-to-end tests.
+//!
+//! It speaks the real Kubernetes HTTP API (discovery, CRUD, patch, watch, status subresources,
+//! CRDs with schema validation and pruning) over plain HTTP on loopback, keeping objects as JSON in
+//! memory. Start it in-process and point a kube client or kubectl at it:
+//!
+//! ```text
+//!   let mut api = TestApiServer::launch().await?;        // 127.0.0.1:<free port>
+//!   api.write_kubeconfig(&path)?;                        // or api.url()
+//!   ... kube::Client / kubectl --kubeconfig path ...
+//!   api.stop().await; api.start().await?;                // "API server restart", same port, same store
+//!
+//!   handler (HTTP, routing) ──► registry (verb semantics) ──► store (objects, rv, history)
+//!        │                          ├─ validation (built-in kinds), schema (CRDs), patch
+//!        └─► watch (streams)        └─ catalog (served types, discovery), openapi (v3 docs)
+//! ```
+
+pub mod catalog;
+pub mod handler;
+pub mod kubeconfig;
+pub mod meta;
+pub mod openapi;
+pub mod patch;
+pub mod registry;
+pub mod schema;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod validation;
+pub mod watch;
+
+pub use server::{Config, Error, TestApiServer};

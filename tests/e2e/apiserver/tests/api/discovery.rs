@@ -1,0 +1,58 @@
+//! Discovery documents and what kube-rs' discovery makes of them.
+
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::harness::Cluster;
+
+fn resource<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["resources"].as_array().expect("resources").iter().find(|r| r["name"] == name).unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn legacy_discovery_documents() {
+    let c = Cluster::start().await;
+    let (s, v) = c.raw(Method::GET, "/version", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!((v["major"].as_str(), v["minor"].as_str()), (Some("1"), Some("32")));
+
+    let (_, api) = c.raw(Method::GET, "/api", None).await;
+    assert_eq!(api["versions"][0], "v1");
+
+    let (_, core) = c.raw(Method::GET, "/api/v1", None).await;
+    assert_eq!(core["kind"], "APIResourceList");
+    let svc = resource(&core, "services");
+    assert_eq!((svc["kind"].as_str(), svc["namespaced"].as_bool()), (Some("Service"), Some(true)));
+    assert_eq!(svc["shortNames"][0], "svc");
+    let status = resource(&core, "services/status");
+    assert_eq!(status["verbs"], serde_json::json!(["get", "patch", "update"]));
+    assert!(resource(&core, "secrets/status").is_null());
+    assert_eq!(resource(&core, "namespaces")["namespaced"], false);
+
+    let (_, groups) = c.raw(Method::GET, "/apis", None).await;
+    let names: Vec<&str> =
+        groups["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
+    for g in ["networking.k8s.io", "discovery.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io", "events.k8s.io"] {
+        assert!(names.contains(&g), "{g} in {names:?}");
+    }
+    let (_, net) = c.raw(Method::GET, "/apis/networking.k8s.io/v1", None).await;
+    assert_eq!(resource(&net, "ingressclasses")["namespaced"], false);
+    assert!(!resource(&net, "ingresses/status").is_null());
+
+    let (s, _) = c.raw(Method::GET, "/apis/networking.k8s.io/v9", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = c.raw(Method::GET, "/openapi/v2", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "kubectl falls back to v3 (see openapi.rs)");
+}
+
+#[tokio::test]
+async fn kube_discovery_resolves_builtin_kinds() {
+    let c = Cluster::start().await;
+    let discovery = kube::Discovery::new(c.client().await).run().await.expect("discovery runs");
+    let (ar, caps) = discovery
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk("networking.k8s.io", "v1", "Ingress"))
+        .expect("Ingress is discoverable");
+    assert_eq!(ar.plural, "ingresses");
+    assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+    assert!(caps.subresources.iter().any(|(sub, _)| sub.plural == "ingresses/status" || sub.plural == "status"));
+}

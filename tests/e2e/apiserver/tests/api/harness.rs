@@ -1,0 +1,159 @@
+//! Test harness: a running server, a kube client built from the kubeconfig it writes, a raw HTTP
+//! client for exact bodies and watch streams, and time limits for everything.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
+use wsgate_test_apiserver::{Config, TestApiServer};
+
+/// Fails the test if `fut` takes longer than `secs`.
+pub async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs}s: {what}"),
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wsgate-test-apiserver-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running server plus ways to talk to it.
+pub struct Cluster {
+    pub server: TestApiServer,
+    pub dir: TempDir,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Cluster {
+    pub async fn start() -> Self {
+        Self::with_config(Config::default()).await
+    }
+
+    pub async fn with_config(config: Config) -> Self {
+        let mut server = TestApiServer::new(config);
+        server.start().await.expect("server starts");
+        let dir = TempDir::new();
+        server.write_kubeconfig(&dir.path().join("kubeconfig")).expect("kubeconfig written");
+        let http = HttpClient::builder(TokioExecutor::new()).build_http();
+        Cluster { server, dir, http }
+    }
+
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// A kube client configured from the kubeconfig file the server wrote.
+    pub async fn client(&self) -> kube::Client {
+        let kc = Kubeconfig::read_from(self.kubeconfig_path()).expect("kubeconfig parses");
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("kube config");
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    fn request(&self, method: Method, path: &str, content_type: &str, body: Option<&Value>) -> Request<Full<Bytes>> {
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.server.url()))
+            .header("content-type", content_type)
+            .header("accept", "application/json")
+            .body(Full::new(bytes))
+            .expect("request builds")
+    }
+
+    /// One request with a raw body; returns the status and the body as text.
+    pub async fn raw_text(&self, method: Method, path: &str, content_type: &str, body: &str) -> (StatusCode, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.server.url()))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("request builds");
+        let resp = within(10, path, self.http.request(req)).await.expect("response");
+        let status = resp.status();
+        let bytes = within(10, path, resp.into_body().collect()).await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// One JSON request; returns the status and the decoded body.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        self.raw_typed(method, path, "application/json", body).await
+    }
+
+    /// One request with an explicit content type.
+    pub async fn raw_typed(&self, method: Method, path: &str, ct: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        let resp = within(10, path, self.http.request(self.request(method, path, ct, body))).await.expect("response");
+        let status = resp.status();
+        let bytes = within(10, path, resp.into_body().collect()).await.expect("body").to_bytes();
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    /// Opens a watch (GET `path`) and returns its event lines until `done` says stop, the stream
+    /// ends, or `secs` pass.
+    pub async fn watch_lines(&self, path: &str, secs: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let resp = within(10, path, self.http.request(self.request(Method::GET, path, "application/json", None)))
+            .await
+            .expect("watch response");
+        assert_eq!(resp.status(), StatusCode::OK, "watch {path}");
+        let mut body = resp.into_body();
+        let mut buf = Vec::new();
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !done(&events) {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) | Ok(None) => break,
+                Ok(Some(f)) => f.expect("frame"),
+            };
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    events.push(serde_json::from_slice(&line).expect("event line is JSON"));
+                }
+            }
+        }
+        events
+    }
+
+    /// Creates a namespace through the API.
+    pub async fn namespace(&self, name: &str) {
+        let (s, body) =
+            self.raw(Method::POST, "/api/v1/namespaces", Some(&serde_json::json!({"metadata": {"name": name}}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+}

@@ -1,0 +1,10 @@
+//! Tests of the test API server over real HTTP: with kube-rs (the client wsgate uses), with raw
+//! requests where exact bodies matter, and with the kubectl binary.
+
+mod crd;
+mod crud;
+mod discovery;
+mod harness;
+mod kubectl;
+mod lifecycle;
+mod watch;
