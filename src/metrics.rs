@@ -72,6 +72,7 @@ pub struct Metrics {
     pub http_requests_total: IntCounterVec,
     pub route_table_generation: IntGauge,
     pub route_table_routes: IntGauge,
+    pub route_ready_endpoints: IntGaugeVec,
     pub config_errors_total: IntCounter,
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_timestamp_seconds: prometheus::Gauge,
@@ -138,6 +139,14 @@ impl Metrics {
             .expect("valid metric"),
             route_table_routes: IntGauge::new("wsgate_route_table_routes", "Routes in the served table.")
                 .expect("valid metric"),
+            route_ready_endpoints: IntGaugeVec::new(
+                Opts::new(
+                    "wsgate_route_ready_endpoints",
+                    "Ready endpoints behind each served route (the fewest among the object's host/path rules).",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
             config_errors_total: IntCounter::new(
                 "wsgate_config_errors_total",
                 "Configuration errors found while compiling (each broken document or object, each build).",
@@ -201,6 +210,7 @@ impl Metrics {
             Box::new(m.http_requests_total.clone()),
             Box::new(m.route_table_generation.clone()),
             Box::new(m.route_table_routes.clone()),
+            Box::new(m.route_ready_endpoints.clone()),
             Box::new(m.config_errors_total.clone()),
             Box::new(m.config_reloads_total.clone()),
             Box::new(m.config_last_reload_timestamp_seconds.clone()),

@@ -49,6 +49,7 @@ impl Publisher {
             self.generation += 1;
             table.generation = self.generation;
             let routes = table.routes().count();
+            self.record_ready_endpoints(&table);
             self.table.store(Arc::new(table));
             self.metrics.route_table_generation.set(self.generation as i64);
             self.metrics.route_table_routes.set(routes as i64);
@@ -60,6 +61,21 @@ impl Publisher {
         };
         self.readiness.set_ready();
         outcome
+    }
+
+    /// `wsgate_route_ready_endpoints`: per route id, the fewest ready endpoints among its host/path
+    /// entries, so one empty rule of an Ingress shows even when its other rules are served.
+    fn record_ready_endpoints(&self, table: &RouteTable) {
+        let mut fewest: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for route in table.routes() {
+            let ready = route.backends.iter().filter(|b| b.weight > 0).map(|b| b.endpoints.len()).sum();
+            fewest.entry(&route.id).and_modify(|n| *n = (*n).min(ready)).or_insert(ready);
+        }
+        // Routes that left the table leave the metric too.
+        self.metrics.route_ready_endpoints.reset();
+        for (route, ready) in fewest {
+            self.metrics.route_ready_endpoints.with_label_values(&[route]).set(ready as i64);
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -109,6 +125,7 @@ mod tests {
         assert!(served.lookup("any", "/a").is_none());
         let text = metrics.render();
         assert!(text.contains("wsgate_route_table_generation 2"), "{text}");
+        assert!(text.contains("wsgate_route_ready_endpoints{route=\"default/a\"} 0"), "{text}");
         assert!(text.contains("wsgate_config_reloads_total{outcome=\"unchanged\"} 1"), "{text}");
     }
 

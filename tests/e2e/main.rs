@@ -353,6 +353,8 @@ async fn two_replicas_serve_but_only_the_lease_holder_writes_status() {
     })
     .await;
     for gw in [&a, &b] {
+        // Status can be written by one replica before the other has compiled the route.
+        eventually("every replica serves the route", LIVE, || async { gw.ws("any", "/chat").await.is_ok() }).await;
         let mut ws = gw.ws("any", "/chat").await.expect("every replica serves");
         echo(&mut ws, "replica").await;
     }
