@@ -60,11 +60,12 @@ pub async fn run(
         _ = sources.wait_synced() => {}
         _ = &mut shutdown => return Ok(()),
     }
+    let instance = config.lease.as_ref().map_or_else(|| "wsgate".to_string(), |l| l.identity.clone());
     let leadership = match config.lease {
         Some(lease) => lease::spawn(client.clone(), lease),
         None => Leadership::always(),
     };
-    let status = StatusWriter::spawn(client, leadership, config.publish, metrics.clone());
+    let status = StatusWriter::spawn(client, leadership, config.publish, metrics.clone(), instance);
     let mut noticed = Instant::now();
     loop {
         let snapshot = sources.snapshot();

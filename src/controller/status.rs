@@ -77,15 +77,17 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
-    /// Starts the writer task.
+    /// Starts the writer task. `instance` names this replica in the Events it records (the API requires
+    /// `reportingInstance`).
     pub fn spawn(
         client: Client,
         leadership: Leadership,
         publish: PublishTarget,
         metrics: Arc<Metrics>,
+        instance: String,
     ) -> StatusWriter {
         let (tx, rx) = watch::channel(None);
-        let reporter = Reporter { controller: "wsgate".into(), instance: None };
+        let reporter = Reporter { controller: super::compile::CONTROLLER_NAME.into(), instance: Some(instance) };
         let recorder = Recorder::new(client.clone(), reporter);
         let task = Task { client, publish, metrics, recorder, written: HashMap::new(), events: HashMap::new() };
         tokio::spawn(task.run(rx, leadership));
