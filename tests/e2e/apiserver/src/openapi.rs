@@ -57,9 +57,10 @@ pub fn group_version_doc(catalog: &Catalog, group: &str, version: &str, server_v
             format!("{}/{}/{{name}}", t.gv_path(), t.resource)
         };
         paths.insert(item_path, json!({"patch": op}));
-        let mut schema = match &t.schema {
-            Some(s) => (**s).clone(),
-            None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        let mut schema = match (&t.schema, crate::builtin_schema::schema_for(&t.group, &t.resource)) {
+            (Some(s), _) => (**s).clone(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         };
         schema["x-kubernetes-group-version-kind"] = gvk;
         schemas.insert(schema_name, schema);

@@ -12,6 +12,7 @@
 
 use serde_json::{Value, json};
 
+use crate::builtin_schema;
 use crate::catalog::{ResourceType, StorageKey};
 use crate::meta;
 use crate::patch::{self, PatchKind};
@@ -191,6 +192,18 @@ fn admit_body(
     old: Option<&Value>,
     unknown: &mut Vec<String>,
 ) -> Result<Vec<FieldCause>, ApiError> {
+    if rt.schema.is_none()
+        && let Some(schema) = builtin_schema::schema_for(&rt.group, &rt.resource)
+    {
+        let decoded = schema::decode_builtin(schema, obj);
+        if let Some(e) = decoded.type_errors.first() {
+            return Err(ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: {e}",
+                rt.kind, rt.version, rt.kind
+            )));
+        }
+        unknown.extend(decoded.pruned);
+    }
     validation::default(rt, obj)?;
     let mut causes = Vec::new();
     if let Some(schema) = &rt.schema {

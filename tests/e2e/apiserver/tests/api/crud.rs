@@ -378,3 +378,42 @@ async fn resource_version_on_create_is_refused_like_storage_does() {
     assert_eq!(body["message"], "resourceVersion should not be set on objects to be created");
     assert!(body.get("reason").is_none());
 }
+
+#[tokio::test]
+async fn built_in_kinds_decode_like_typed_objects() {
+    let c = Cluster::start().await;
+    let path = "/api/v1/namespaces/default/services";
+    let typo = json!({"metadata": {"name": "t"}, "spec": {"ports": [{"port": 80, "prot": "TCP"}], "selectr": {}}});
+    let (s, body) = c.raw(Method::POST, &format!("{path}?fieldValidation=Strict"), Some(&typo)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["message"],
+        "Service in version \"v1\" cannot be handled as a Service: strict decoding error: unknown field \"spec.ports[0].prot\", unknown field \"spec.selectr\""
+    );
+
+    let req = hyper::Request::builder()
+        .method(Method::POST)
+        .uri(format!("{}{path}", c.server.url()))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(typo.to_string())))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = client.request(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::CREATED, "fieldValidation defaults to Warn");
+    let warnings: Vec<String> =
+        resp.headers().get_all("warning").iter().map(|v| v.to_str().expect("ascii").to_string()).collect();
+    assert_eq!(
+        warnings,
+        vec!["299 - \"unknown field \\\"spec.ports[0].prot\\\"\"", "299 - \"unknown field \\\"spec.selectr\\\"\""]
+    );
+    let (_, stored) = c.raw(Method::GET, &format!("{path}/t"), None).await;
+    assert!(stored["spec"].get("selectr").is_none(), "unknown fields are dropped: {stored}");
+
+    let wrong_type = json!({"metadata": {"name": "w"}, "spec": {"ports": [{"port": "80"}]}});
+    let (s, body) = c.raw(Method::POST, path, Some(&wrong_type)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().expect("message").contains("cannot unmarshal string into Go struct field"),
+        "{body}"
+    );
+}

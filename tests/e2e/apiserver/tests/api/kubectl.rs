@@ -138,6 +138,9 @@ async fn namespace_service_and_endpoint_slice() {
     slice2["endpoints"][0]["addresses"][0] = json!("10.0.0.6");
     round_trip(&k, "endpointslices", slice.clone(), slice2, "/endpoints/0/addresses/0").await;
 
+    let explained = k.ok(&["explain", "endpointslices.endpoints.addresses"]).await;
+    assert!(explained.contains("FIELD: addresses"), "{explained}");
+
     let mut loopback = slice;
     loopback["endpoints"][0]["addresses"][0] = json!("127.0.0.1");
     let file = write(c.dir.path(), "loopback.yaml", &loopback);
@@ -161,7 +164,20 @@ async fn ingress_ingress_class_secret_and_lease() {
                         {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}});
     let mut ing2 = ing.clone();
     ing2["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("/ws");
-    round_trip(&k, "ingresses", ing, ing2, "/spec/rules/0/http/paths/0/path").await;
+    round_trip(&k, "ingresses", ing, ing2.clone(), "/spec/rules/0/http/paths/0/path").await;
+
+    let mut typo = ing2.clone();
+    typo["metadata"]["name"] = json!("typo");
+    let path0 = typo["spec"]["rules"][0]["http"]["paths"][0].as_object_mut().expect("path object");
+    let path_type = path0.remove("pathType").expect("pathType");
+    path0.insert("pathtype".into(), path_type);
+    let file = write(c.dir.path(), "typo.yaml", &typo);
+    let (ok, _, stderr) = k.run(&["create", "-f", &file]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("strict decoding error: unknown field \"spec.rules[0].http.paths[0].pathtype\""),
+        "{stderr}"
+    );
 
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": "default"},
                         "type": "Opaque", "data": {"key": "dmFsdWU="}});
