@@ -15,6 +15,7 @@
 //!        └─► watch (streams)        └─ catalog (served types, discovery), openapi (v3 docs)
 //! ```
 
+pub mod apply;
 pub mod builtin_schema;
 pub mod catalog;
 pub mod handler;

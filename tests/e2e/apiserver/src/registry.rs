@@ -12,6 +12,7 @@
 
 use serde_json::{Value, json};
 
+use crate::apply;
 use crate::builtin_schema;
 use crate::catalog::{ResourceType, StorageKey};
 use crate::meta;
@@ -539,23 +540,40 @@ pub fn patch(
         ));
     }
     let ns_str = if rt.namespaced { ns.unwrap_or_default() } else { "" };
+    let manager = opts.field_manager.clone().unwrap_or_default();
+    let status = subresource == Some("status");
     let Some(old) = st.get(&rt.storage_key(), ns_str, name) else {
         if kind == PatchKind::Apply && subresource.is_none() {
-            let mut obj = body;
+            let mut obj = body.clone();
             if meta::meta_str(&obj, "name").is_empty() {
                 meta::meta_mut(&mut obj).insert("name".into(), json!(name));
             }
-            return create(st, rt, ns, obj, opts);
+            let written = create(st, rt, ns, obj, opts)?;
+            if !opts.dry_run {
+                st.set_owned(meta::meta_str(&written.body, "uid"), &manager, false, apply::leaf_paths(&body));
+            }
+            return Ok(written);
         }
         return Err(ApiError::not_found(&rt.group, &rt.resource, name));
     };
+    let uid = meta::meta_str(&old, "uid").to_string();
     let current = present(&old, rt);
-    let patched = patch::apply(kind, &current, &body)?;
-    let mut candidate = patched;
+    let mut candidate = if kind == PatchKind::Apply {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("error decoding YAML: the applied configuration must be an object"));
+        }
+        apply::apply(&current, &body, &st.owned(&uid, &manager, status))
+    } else {
+        patch::apply(kind, &current, &body)?
+    };
     if meta::meta_str(&candidate, "name").is_empty() && candidate.is_object() {
         meta::meta_mut(&mut candidate).insert("name".into(), json!(name));
     }
-    update(st, rt, ns, name, subresource, candidate, opts)
+    let written = update(st, rt, ns, name, subresource, candidate, opts)?;
+    if kind == PatchKind::Apply && !opts.dry_run && st.get(&rt.storage_key(), ns_str, name).is_some() {
+        st.set_owned(&uid, &manager, status, apply::leaf_paths(&body));
+    }
+    Ok(written)
 }
 
 /// Removes an object now, with the cascades real controllers would perform.

@@ -417,3 +417,32 @@ async fn built_in_kinds_decode_like_typed_objects() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn server_side_apply_removes_what_a_manager_stops_applying() {
+    let c = Cluster::start().await;
+    let api: Api<Ingress> = Api::namespaced(c.client().await, "default");
+    let ing = |labels: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "ssa", "labels": labels},
+               "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}})
+    };
+    let pp = PatchParams::apply("tests").force();
+    api.patch("ssa", &pp, &Patch::Apply(&ing(json!({"a": "1", "b": "2"})))).await.expect("apply creates");
+    let other = json!({"metadata": {"labels": {"c": "3"}}});
+    api.patch("ssa", &PatchParams::default(), &Patch::Merge(&other)).await.expect("another writer");
+    let out = api.patch("ssa", &pp, &Patch::Apply(&ing(json!({"a": "1"})))).await.expect("re-apply");
+    let labels = out.metadata.labels.expect("labels");
+    assert_eq!(labels.keys().collect::<Vec<_>>(), vec!["a", "c"], "b dropped by its manager, c kept");
+
+    let status =
+        |lb: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "status": {"loadBalancer": lb}});
+    let with_lb = api
+        .patch_status("ssa", &pp, &Patch::Apply(&status(json!({"ingress": [{"ip": "192.0.2.7"}]}))))
+        .await
+        .expect("status apply");
+    assert!(with_lb.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).is_some());
+    let cleared = api.patch_status("ssa", &pp, &Patch::Apply(&status(json!({})))).await.expect("status re-apply");
+    assert!(cleared.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).is_none(), "status field released");
+    assert_eq!(cleared.metadata.generation, Some(1));
+}
