@@ -29,6 +29,7 @@ use crate::registry::{self, FieldValidation, WriteOptions, Written, present};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::App;
 use crate::status::ApiError;
+use crate::table;
 use crate::watch::{self as watching, WatchSpec};
 
 /// The response body type every answer uses.
@@ -326,7 +327,12 @@ async fn object(
             let obj = st
                 .get(&rt.storage_key(), ns.unwrap_or_default(), name)
                 .ok_or_else(|| ApiError::not_found(&rt.group, &rt.resource, name))?;
-            Ok(json_response(200, &present(&obj, &rt)))
+            let obj = present(&obj, &rt);
+            if wants_table(&req) {
+                let rv = meta::meta_str(&obj, "resourceVersion").to_string();
+                return Ok(json_response(200, &table::render(&st, &rt, &[obj], json!({"resourceVersion": rv}))));
+            }
+            Ok(json_response(200, &obj))
         }
         (Method::POST, None) => {
             if rt.namespaced && ns.is_none() {
@@ -476,7 +482,7 @@ fn list(
         metadata["remainingItemCount"] = json!(total - page.len());
     }
     if wants_table(req) {
-        return Ok(json_response(200, &table(rt, &page, metadata)));
+        return Ok(json_response(200, &table::render(&app.store.read(), rt, &page, metadata)));
     }
     Ok(json_response(
         200,
@@ -494,30 +500,6 @@ fn wants_table(req: &Request<Incoming>) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
-}
-
-/// The default server-side table (Name, Created At), with each row carrying its object.
-fn table(rt: &ResourceType, items: &[Value], metadata: Value) -> Value {
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            json!({
-                "cells": [meta::meta_str(o, "name"), meta::meta_str(o, "creationTimestamp")],
-                "object": o,
-            })
-        })
-        .collect();
-    let _ = rt;
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0},
-            {"name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}
-        ],
-        "rows": rows
-    })
 }
 
 fn watch_request(

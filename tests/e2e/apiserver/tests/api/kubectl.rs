@@ -211,7 +211,19 @@ async fn crd_and_custom_resource() {
                    "spec": {"host": "a.example.com"}});
     let mut w2 = w.clone();
     w2["spec"]["host"] = json!("b.example.com");
+    let mut w3 = w.clone();
+    w3["metadata"]["name"] = json!("w3");
+    w3["spec"]["host"] = json!("c.example.com");
     round_trip(&k, "widgets", w, w2, "/spec/host").await;
+
+    let shown = k.ok(&["create", "-f", &write(c.dir.path(), "w3.yaml", &w3)]).await;
+    assert!(shown.contains("widget.example.com/w3 created"), "{shown}");
+    let table = k.ok(&["get", "widgets"]).await;
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], vec!["NAME", "HOST", "PORT", "AGE"], "printer columns: {table}");
+    assert_eq!(&lines[1][..3], &["w3", "c.example.com", "80"], "{table}");
+    let crds = k.ok(&["get", "crds"]).await;
+    assert!(crds.starts_with("NAME") && crds.contains("CREATED AT"), "{crds}");
 
     let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad", "namespace": "default"},
                      "spec": {"host": "h", "port": 0}});
