@@ -160,7 +160,7 @@ fn select(sel: &str, index: usize, item: &Value) -> bool {
     let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
     match item.get(field.trim()) {
         Some(Value::String(s)) => s == want,
-        Some(other) => other.to_string() == want,
+        Some(other) => serde_json::from_str::<Value>(want).is_ok_and(|w| &w == other),
         None => false,
     }
 }
