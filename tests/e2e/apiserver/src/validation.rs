@@ -49,13 +49,14 @@ pub fn default(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            let names = &mut obj["spec"]["names"];
-            if let Some(kind) = names["kind"].as_str().map(str::to_string) {
-                if names["singular"].as_str().is_none_or(str::is_empty) {
-                    names["singular"] = json!(kind.to_ascii_lowercase());
+            if let Some(names) = obj.get_mut("spec").and_then(|s| s.get_mut("names")).and_then(Value::as_object_mut)
+                && let Some(kind) = names.get("kind").and_then(Value::as_str).map(str::to_string)
+            {
+                if names.get("singular").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    names.insert("singular".into(), json!(kind.to_ascii_lowercase()));
                 }
-                if names["listKind"].as_str().is_none_or(str::is_empty) {
-                    names["listKind"] = json!(format!("{kind}List"));
+                if names.get("listKind").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    names.insert("listKind".into(), json!(format!("{kind}List")));
                 }
             }
             if obj["spec"].is_object() && obj["spec"].get("conversion").is_none() {

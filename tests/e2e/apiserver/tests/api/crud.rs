@@ -446,3 +446,54 @@ async fn server_side_apply_removes_what_a_manager_stops_applying() {
     assert!(cleared.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).is_none(), "status field released");
     assert_eq!(cleared.metadata.generation, Some(1));
 }
+
+#[tokio::test]
+async fn garbage_in_gets_status_answers_not_crashes() {
+    let c = Cluster::start().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let bodies = [
+        (cms, json!([])),
+        (cms, json!("text")),
+        (cms, json!({"metadata": "x"})),
+        (cms, json!({"metadata": {"name": 5}})),
+        (cms, json!({"metadata": {"name": "l", "labels": "x"}})),
+        (cms, json!({"metadata": {"name": "d"}, "data": 5})),
+        (crds, json!({"metadata": {"name": "a.b.c"}, "spec": "x"})),
+        (crds, json!({"metadata": {"name": "a.b.c"}, "spec": {"names": "x", "versions": 3}})),
+        (
+            crds,
+            json!({"metadata": {"name": "x.example.com"}, "spec": {"group": "example.com", "scope": "Cluster",
+            "names": {"plural": "x", "kind": "X"}, "versions": [{"name": "v1", "served": true, "storage": true,
+            "schema": {"openAPIV3Schema": "nope"}}]}}),
+        ),
+    ];
+    for (path, body) in &bodies {
+        let (s, answer) = c.raw(Method::POST, path, Some(body)).await;
+        assert!(s.is_client_error(), "{body} → {s} {answer}");
+        assert_eq!(answer["kind"], "Status", "{body} → {answer}");
+    }
+    let (s, _) = c.raw(Method::POST, cms, Some(&json!({"metadata": {"name": "p"}}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    for (ct, patch) in [
+        ("application/merge-patch+json", json!([1])),
+        ("application/json-patch+json", json!({"op": "add"})),
+        ("application/json-patch+json", json!([{"op": "replace", "path": "", "value": "s"}])),
+        ("application/json-patch+json", json!([{"op": "move", "from": "/nope", "path": "/x"}])),
+        ("application/strategic-merge-patch+json", json!({"$patch": "delete"})),
+        ("application/apply-patch+yaml", json!({"data": {"a": "b"}})),
+    ] {
+        let (s, answer) = c.raw_typed(Method::PATCH, &format!("{cms}/p"), ct, Some(&patch)).await;
+        assert!(s.is_client_error(), "{ct} {patch} → {s} {answer}");
+    }
+    for query in
+        ["?limit=abc", "?watch=true&timeoutSeconds=-1&resourceVersion=abc", "?labelSelector=a%20in%20b", "?continue=!!"]
+    {
+        let (s, _) = c.raw(Method::GET, &format!("{cms}{query}"), None).await;
+        assert!(s.is_success() || s.is_client_error(), "{query} → {s}");
+    }
+    let (s, _) = c.raw(Method::GET, "/api/v1/namespaces//configmaps", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = c.raw(Method::GET, "/version", None).await;
+    assert_eq!((s, v["gitVersion"].as_str()), (StatusCode::OK, Some("v1.32.0")), "still serving");
+}
