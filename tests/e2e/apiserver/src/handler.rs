@@ -175,6 +175,17 @@ fn written_response(w: Written) -> Response<Body> {
     resp
 }
 
+/// The answer when a handler panicked: a 500 `Status`, as the real server's panic recovery gives.
+pub fn internal_error() -> Response<Body> {
+    tracing::error!("request handler panicked");
+    error_response(&ApiError {
+        code: 500,
+        reason: "InternalError",
+        message: "Internal error occurred: the request handler panicked".into(),
+        details: Value::Null,
+    })
+}
+
 /// Answers one request; never fails (errors become `Status` bodies).
 pub async fn handle(app: Arc<App>, shutdown: watch::Receiver<bool>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
@@ -317,7 +328,9 @@ async fn object(
     let ns = t.namespace.as_deref();
     let sub = t.subresource.as_deref();
     match (method, t.name.as_deref()) {
-        (Method::GET, None) if flag(&q, "watch") => watch_request(app, shutdown, &rt, ns, &q),
+        (Method::GET, None) if flag(&q, "watch") => {
+            watch_request(app, shutdown, &rt, ns, &q, output(&req) == Output::Metadata)
+        }
         (Method::GET, None) => list(app, &rt, ns, &q, &req),
         (Method::GET, Some(name)) => {
             if rt.namespaced && ns.is_none() {
@@ -328,11 +341,14 @@ async fn object(
                 .get(&rt.storage_key(), ns.unwrap_or_default(), name)
                 .ok_or_else(|| ApiError::not_found(&rt.group, &rt.resource, name))?;
             let obj = present(&obj, &rt);
-            if wants_table(&req) {
-                let rv = meta::meta_str(&obj, "resourceVersion").to_string();
-                return Ok(json_response(200, &table::render(&st, &rt, &[obj], json!({"resourceVersion": rv}))));
+            match output(&req) {
+                Output::Table => {
+                    let rv = meta::meta_str(&obj, "resourceVersion").to_string();
+                    Ok(json_response(200, &table::render(&st, &rt, &[obj], json!({"resourceVersion": rv}))))
+                }
+                Output::Metadata => Ok(json_response(200, &registry::partial_metadata(&obj))),
+                Output::Full => Ok(json_response(200, &obj)),
             }
-            Ok(json_response(200, &obj))
         }
         (Method::POST, None) => {
             if rt.namespaced && ns.is_none() {
@@ -356,10 +372,14 @@ async fn object(
             if rt.namespaced && ns.is_none() {
                 return Err(ApiError::no_route());
             }
+            let wanted = output(&req);
             let opts = write_options(&q)?;
             let (ct, body) = read_body(req).await?;
             let kind = PatchKind::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
-            let w = app.store.write(|st| registry::patch(st, &rt, ns, name, sub, kind, body, &opts))?;
+            let mut w = app.store.write(|st| registry::patch(st, &rt, ns, name, sub, kind, body, &opts))?;
+            if wanted == Output::Metadata {
+                w.body = registry::partial_metadata(&w.body);
+            }
             Ok(written_response(w))
         }
         (Method::DELETE, Some(name)) => {
@@ -481,25 +501,50 @@ fn list(
         metadata["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
         metadata["remainingItemCount"] = json!(total - page.len());
     }
-    if wants_table(req) {
-        return Ok(json_response(200, &table::render(&app.store.read(), rt, &page, metadata)));
+    match output(req) {
+        Output::Table => Ok(json_response(200, &table::render(&app.store.read(), rt, &page, metadata))),
+        Output::Metadata => {
+            let items: Vec<Value> = page.iter().map(registry::partial_metadata).collect();
+            let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
+            Ok(json_response(200, &list))
+        }
+        Output::Full => Ok(json_response(
+            200,
+            &json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": metadata, "items": page}),
+        )),
     }
-    Ok(json_response(
-        200,
-        &json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": metadata, "items": page}),
-    ))
 }
 
 fn object_key(o: &Value) -> String {
     format!("{}/{}", meta::meta_str(o, "namespace"), meta::meta_str(o, "name"))
 }
 
-/// Whether the client asked for server-side printing (`Accept: …;as=Table;…`).
-fn wants_table(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+/// The representation a client asked for with `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Full,
+    Table,
+    Metadata,
+}
+
+/// Picks the first media type of `Accept` the server can produce (server-side printing and
+/// metadata-only answers are JSON variants named by an `as=` parameter).
+fn output(req: &Request<Incoming>) -> Output {
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        let base = params.first().copied().unwrap_or_default();
+        if base != "application/json" && base != "*/*" && base != "application/*" {
+            continue;
+        }
+        return match params.iter().find_map(|p| p.strip_prefix("as=")) {
+            Some("Table") => Output::Table,
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList") => Output::Metadata,
+            Some(_) => continue,
+            None => Output::Full,
+        };
+    }
+    Output::Full
 }
 
 fn watch_request(
@@ -508,6 +553,7 @@ fn watch_request(
     rt: &ResourceType,
     ns: Option<&str>,
     q: &HashMap<String, String>,
+    metadata_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default(), rt)?;
@@ -546,6 +592,7 @@ fn watch_request(
         bookmarks,
         timeout,
         bookmark_interval: app.config.bookmark_interval,
+        metadata_only,
     };
     tracing::debug!(resource = %rt.resource, namespace = ?ns, start = ?spec.start, "watch started");
     let body = watching::serve(app.store.clone(), spec, shutdown);

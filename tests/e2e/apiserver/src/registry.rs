@@ -80,6 +80,11 @@ pub fn present(obj: &Value, rt: &ResourceType) -> Value {
     out
 }
 
+/// The `PartialObjectMetadata` view of an object (metadata-only clients).
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
+}
+
 /// Checks (and fills when absent) `apiVersion` and `kind` against the endpoint's type.
 fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let Value::Object(map) = obj else {
