@@ -356,7 +356,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Fiel
     match value {
         Value::String(s) => validate_string(schema, s, value, path, causes),
         Value::Number(_) => validate_number(schema, value, path, causes),
-        Value::Array(items) => validate_array(schema, items, value, path, causes),
+        Value::Array(items) => validate_array(schema, items, path, causes),
         Value::Object(map) => validate_object(schema, map, value, path, causes),
         _ => {}
     }
@@ -407,7 +407,7 @@ fn validate_number(schema: &Value, value: &Value, path: &str, causes: &mut Vec<F
     }
 }
 
-fn validate_array(schema: &Value, items: &[Value], value: &Value, path: &str, causes: &mut Vec<FieldCause>) {
+fn validate_array(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<FieldCause>) {
     let len = items.len() as u64;
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && len < min
@@ -436,7 +436,6 @@ fn validate_array(schema: &Value, items: &[Value], value: &Value, path: &str, ca
             }
         }
     }
-    let _ = value;
     if let Some(sub) = schema.get("items").filter(|i| i.is_object()) {
         for (i, item) in items.iter().enumerate() {
             validate(sub, item, &format!("{path}[{i}]"), causes);

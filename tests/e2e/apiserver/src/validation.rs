@@ -484,7 +484,7 @@ fn validate_ingress(obj: &Value, causes: &mut Vec<FieldCause>) {
             let path = p["path"].as_str().unwrap_or_default();
             match p["pathType"].as_str() {
                 None => causes.push(FieldCause::required(format!("{pbase}.pathType"), "pathType must be specified")),
-                Some(t @ ("Exact" | "Prefix")) => {
+                Some("Exact" | "Prefix") => {
                     if !path.starts_with('/') {
                         causes.push(FieldCause::invalid(
                             format!("{pbase}.path"),
@@ -510,7 +510,6 @@ fn validate_ingress(obj: &Value, causes: &mut Vec<FieldCause>) {
                             ));
                         }
                     }
-                    let _ = t;
                 }
                 Some("ImplementationSpecific") => {
                     if !path.is_empty() && !path.starts_with('/') {
