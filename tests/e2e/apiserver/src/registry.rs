@@ -314,8 +314,7 @@ pub fn create(
             .filter(|v| v["storage"].as_bool() == Some(true))
             .map(|v| v["name"].clone())
             .collect();
-        obj["status"] =
-            json!({"conditions": [], "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": storage});
+        obj["status"] = json!({"acceptedNames": {"plural": "", "kind": ""}, "storedVersions": storage});
     }
     if opts.dry_run {
         return Ok(Written { code: 201, body: present(&obj, rt), warnings });
