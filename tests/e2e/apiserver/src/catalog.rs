@@ -62,8 +62,12 @@ impl ResourceType {
         if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
-    /// The key objects of this type are stored under (shared by all versions).
+    /// The key objects of this type are stored under (shared by all versions, and by both
+    /// groups that serve Events).
     pub fn storage_key(&self) -> StorageKey {
+        if self.group == "events.k8s.io" && self.resource == "events" {
+            return StorageKey { group: String::new(), resource: "events".into() };
+        }
         StorageKey { group: self.group.clone(), resource: self.resource.clone() }
     }
 
@@ -247,11 +251,6 @@ impl Catalog {
     /// The type served at `group/version/resource`.
     pub fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<&ResourceType> {
         self.all().find(|t| t.group == group && t.version == version && t.resource == resource)
-    }
-
-    /// The built-in type for a storage key (any version).
-    pub fn by_storage(&self, key: &StorageKey) -> Option<&ResourceType> {
-        self.all().find(|t| t.group == key.group && t.resource == key.resource)
     }
 
     /// Whether any version of this group is served.

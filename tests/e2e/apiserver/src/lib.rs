@@ -18,6 +18,7 @@
 pub mod apply;
 pub mod builtin_schema;
 pub mod catalog;
+pub mod events;
 pub mod handler;
 pub mod kubeconfig;
 pub mod meta;

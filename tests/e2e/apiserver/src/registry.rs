@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::apply;
 use crate::builtin_schema;
 use crate::catalog::{ResourceType, StorageKey};
+use crate::events;
 use crate::meta;
 use crate::patch::{self, PatchKind};
 use crate::schema;
@@ -72,12 +73,17 @@ fn is_namespace(rt: &ResourceType) -> bool {
 /// The object as served at `rt`'s version (custom resources are stored at one version and read
 /// at any served version with only `apiVersion` changed, like the `None` conversion strategy).
 pub fn present(obj: &Value, rt: &ResourceType) -> Value {
-    let mut out = obj.clone();
+    let mut out = if events::is_events_v1(rt) { events::from_core(obj) } else { obj.clone() };
     if let Value::Object(map) = &mut out {
         map.insert("apiVersion".into(), json!(rt.api_version()));
         map.insert("kind".into(), json!(rt.kind));
     }
     out
+}
+
+/// The form an object is stored in (events.k8s.io Events are stored as core Events).
+fn to_storage(rt: &ResourceType, obj: Value) -> Value {
+    if events::is_events_v1(rt) { events::to_core(&obj) } else { obj }
 }
 
 /// The `PartialObjectMetadata` view of an object (metadata-only clients).
@@ -319,7 +325,7 @@ pub fn create(
     if opts.dry_run {
         return Ok(Written { code: 201, body: present(&obj, rt), warnings });
     }
-    let stored = st.insert(&key, obj);
+    let stored = st.insert(&key, to_storage(rt, obj));
     let body = present(&stored, rt);
     if is_crd(rt) {
         establish_crd(st, &name);
@@ -405,7 +411,8 @@ pub fn update(
     }
     let mut unknown = prune_meta(&mut body);
     let mut warnings = Vec::new();
-    let old_obj: &Value = &old;
+    let old_view = present(&old, rt);
+    let old_obj: &Value = &old_view;
     let mut new = if subresource == Some("status") {
         let mut n = old_obj.clone();
         match body.get("status") {
@@ -488,7 +495,7 @@ pub fn update(
     }
     let finalized = new["metadata"].get("deletionTimestamp").is_some()
         && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
-    let stored = st.replace(&key, new);
+    let stored = st.replace(&key, to_storage(rt, new));
     let body = present(&stored, rt);
     if finalized {
         remove_now(st, rt, ns_str, name);

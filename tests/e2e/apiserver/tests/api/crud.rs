@@ -367,6 +367,15 @@ async fn kube_event_recorder_creates_then_patches_a_series() {
     assert_eq!(e.reason.as_deref(), Some("NoEndpoints"));
     assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
     assert_eq!(e.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("evented"));
+
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client().await, "default");
+    let listed = core.list(&ListParams::default()).await.expect("core list");
+    assert_eq!(listed.items.len(), 1, "both groups serve the same events");
+    let ce = &listed.items[0];
+    assert_eq!(ce.involved_object.name.as_deref(), Some("evented"));
+    assert_eq!(ce.message.as_deref(), Some("no ready endpoints"));
+    assert_eq!(ce.reporting_component.as_deref(), Some("wsgate"));
+    assert_eq!(ce.metadata.resource_version, e.metadata.resource_version);
 }
 
 #[tokio::test]
