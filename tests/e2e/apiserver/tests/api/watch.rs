@@ -279,3 +279,37 @@ async fn metadata_only_clients_get_partial_object_metadata() {
     assert_eq!(first["object"]["kind"], "PartialObjectMetadata");
     assert!(first["object"].get("data").is_none(), "no secret data in metadata-only events");
 }
+
+#[tokio::test]
+async fn kube_watcher_pages_through_the_initial_list() {
+    let c = Cluster::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
+    for i in 0..7 {
+        api.create(&PostParams::default(), &cm(&format!("p{i}"), json!({}))).await.expect("create");
+    }
+    let mut stream = watcher::watcher(api.clone(), watcher::Config::default().page_size(2)).boxed();
+    let names = within(10, "paged list", async {
+        let mut names = Vec::new();
+        while let Some(ev) = stream.next().await {
+            match ev.expect("event") {
+                Event::InitApply(o) => names.push(o.metadata.name.unwrap_or_default()),
+                Event::InitDone => break,
+                _ => {}
+            }
+        }
+        names
+    })
+    .await;
+    assert_eq!(names, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+    api.create(&PostParams::default(), &cm("after", json!({}))).await.expect("create");
+    let next = within(10, "watch after paged list", async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(Event::Apply(o)) = ev {
+                return o.metadata.name.unwrap_or_default();
+            }
+        }
+        String::new()
+    })
+    .await;
+    assert_eq!(next, "after", "the watch resumes from the list's resourceVersion");
+}
