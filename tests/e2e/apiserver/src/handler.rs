@@ -395,6 +395,9 @@ async fn object(
             Ok(written_response(w))
         }
         (Method::DELETE, None) => {
+            if rt.group.is_empty() && rt.resource == "namespaces" {
+                return Err(ApiError::method_not_allowed());
+            }
             let opts = write_options(&q)?;
             let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
             let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default(), &rt)?;
