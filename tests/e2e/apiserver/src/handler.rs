@@ -216,6 +216,12 @@ async fn dispatch(
         }
         Route::Health => Ok(text_response(StatusCode::OK, "ok")),
         Route::Version => Ok(json_response(200, &app.version_info())),
+        Route::Api | Route::Apis if wants_aggregated(&req) => {
+            let doc = app.store.read().catalog.aggregated_discovery(r == Route::Api);
+            let mut resp = json_response(200, &doc);
+            resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(AGGREGATED_V2));
+            Ok(resp)
+        }
         Route::Api => Ok(json_response(
             200,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
@@ -242,6 +248,30 @@ async fn dispatch(
                 .ok_or_else(ApiError::no_route)
         }
     }
+}
+
+/// The media type of aggregated discovery documents.
+const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the first media type in `Accept` the server can produce is aggregated discovery v2
+/// (clients list it before plain JSON and fall back when the answer is plain JSON).
+fn wants_aggregated(req: &Request<Incoming>) -> bool {
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        if params.first() != Some(&"application/json") {
+            continue;
+        }
+        let has = |p: &str| params.contains(&p);
+        if has("g=apidiscovery.k8s.io") && has("v=v2") && has("as=APIGroupDiscoveryList") {
+            return true;
+        }
+        if params.iter().any(|p| p.starts_with("as=")) {
+            continue;
+        }
+        return false;
+    }
+    false
 }
 
 /// Reads the body and decodes it as JSON, or YAML when the content type says so.
