@@ -238,7 +238,19 @@ async fn dispatch(
             .api_resource_list(&group, &version)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
-        Route::OpenApiV2 | Route::Unknown => Err(ApiError::no_route()),
+        Route::Unknown => Err(ApiError::no_route()),
+        Route::OpenApiV2 => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let version = &app.config.server_version;
+            let (content_type, body) = if accept.contains("protobuf") {
+                ("application/com.github.proto-openapi.spec.v2.v1.0+protobuf", openapi::v2_protobuf(version))
+            } else {
+                ("application/json", openapi::v2_json(version).to_string().into_bytes())
+            };
+            let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+            resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+            Ok(resp)
+        }
         Route::OpenApiV3 => {
             Ok(json_response(200, &openapi::root(&app.store.read().catalog, &app.config.server_version)))
         }
