@@ -311,6 +311,7 @@ pub fn create(
     }
     if rt.group.is_empty() && rt.resource == "services" {
         allocate_service_ips(st, &mut obj);
+        assign_node_ports(st, &mut obj, None);
     }
     if is_crd(rt) {
         let storage: Vec<Value> = obj["spec"]["versions"]
@@ -348,6 +349,31 @@ fn allocate_service_ips(st: &mut State, obj: &mut Value) {
         spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
     }
     spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
+}
+
+/// NodePort and LoadBalancer Services: traffic-policy defaults and a nodePort for every port
+/// (kept from `old` for ports that already had one).
+fn assign_node_ports(st: &mut State, obj: &mut Value, old: Option<&Value>) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let ty = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+    if ty != "NodePort" && ty != "LoadBalancer" {
+        return;
+    }
+    spec.entry("externalTrafficPolicy").or_insert(json!("Cluster"));
+    if ty == "LoadBalancer" {
+        spec.entry("allocateLoadBalancerNodePorts").or_insert(json!(true));
+    }
+    let old_ports: Vec<Value> = old.and_then(|o| o["spec"]["ports"].as_array().cloned()).unwrap_or_default();
+    let Some(Value::Array(ports)) = spec.get_mut("ports") else { return };
+    for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+        if port.get("nodePort").is_some() {
+            continue;
+        }
+        let kept =
+            old_ports.iter().find(|o| o.get("port") == port.get("port")).and_then(|o| o.get("nodePort")).cloned();
+        let node_port = kept.unwrap_or_else(|| json!(st.allocate_node_port()));
+        port.insert("nodePort".into(), node_port);
+    }
 }
 
 /// The apiextensions controller's part: names accepted, CRD established, types served.
@@ -479,6 +505,7 @@ pub fn update(
     }
     if rt.group.is_empty() && rt.resource == "services" {
         keep_service_ips(old_obj, &mut new);
+        assign_node_ports(st, &mut new, Some(old_obj));
     }
     if is_crd(rt) && subresource.is_none() {
         accept_crd_names(&mut new);

@@ -57,6 +57,7 @@ pub struct State {
     window: usize,
     tables: HashMap<StorageKey, Table>,
     next_cluster_ip: u32,
+    next_node_port: u32,
     /// Server-side apply: uid → (field manager, status subresource?) → fields it applied last.
     owners: HashMap<String, HashMap<(String, bool), Vec<FieldPath>>>,
 }
@@ -75,6 +76,7 @@ impl State {
             window,
             tables: HashMap::new(),
             next_cluster_ip: 1,
+            next_node_port: 0,
             owners: HashMap::new(),
         }
     }
@@ -197,6 +199,13 @@ impl State {
         self.next_cluster_ip += 1;
         let n = self.next_cluster_ip;
         format!("10.{}.{}.{}", 96 + ((n >> 16) & 0x0f), (n >> 8) & 0xff, n & 0xff)
+    }
+
+    /// The next NodePort from 30000-32767 (wrapping; uniqueness is not checked).
+    pub fn allocate_node_port(&mut self) -> u32 {
+        let p = 30000 + self.next_node_port % 2768;
+        self.next_node_port += 1;
+        p
     }
 }
 

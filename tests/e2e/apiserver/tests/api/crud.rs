@@ -506,3 +506,21 @@ async fn garbage_in_gets_status_answers_not_crashes() {
     let (s, v) = c.raw(Method::GET, "/version", None).await;
     assert_eq!((s, v["gitVersion"].as_str()), (StatusCode::OK, Some("v1.32.0")), "still serving");
 }
+
+#[tokio::test]
+async fn load_balancer_services_get_node_ports_that_stay() {
+    let c = Cluster::start().await;
+    let api: Api<Service> = Api::namespaced(c.client().await, "default");
+    let mut svc = service("lb");
+    svc.spec.as_mut().expect("spec").type_ = Some("LoadBalancer".into());
+    let created = api.create(&PostParams::default(), &svc).await.expect("create");
+    let spec = created.spec.clone().expect("spec");
+    let node_port = spec.ports.as_ref().expect("ports")[0].node_port.expect("nodePort allocated");
+    assert!((30000..=32767).contains(&node_port));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let mut again = created.clone();
+    again.spec.as_mut().expect("spec").ports.as_mut().expect("ports")[0].node_port = None;
+    again.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+    let replaced = api.replace("lb", &PostParams::default(), &again).await.expect("replace");
+    assert_eq!(replaced.spec.expect("spec").ports.expect("ports")[0].node_port, Some(node_port), "kept on update");
+}
