@@ -304,7 +304,9 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, Value), ApiError> 
         return Ok((ct, Value::Null));
     }
     let media = ct.split(';').next().unwrap_or_default().trim().to_string();
-    let value = if media.ends_with("yaml") {
+    let value = if media == "application/vnd.kubernetes.protobuf" {
+        crate::protobuf::decode(&bytes)?
+    } else if media.ends_with("yaml") {
         serde_yaml::from_slice::<Value>(&bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {

@@ -265,3 +265,30 @@ async fn apply_client_and_server_side() {
     let (_, stored) = c.raw(Method::GET, "/api/v1/namespaces/default/configmaps/ssa", None).await;
     assert_eq!(stored["data"]["a"], "1");
 }
+
+#[tokio::test]
+async fn generator_commands_send_protobuf_that_the_server_decodes() {
+    let c = Cluster::start().await;
+    let k = Kubectl::new(&c);
+    k.ok(&["create", "namespace", "gen"]).await;
+    k.ok(&["create", "configmap", "cm", "-n", "gen", "--from-literal=a=1", "--from-literal=b=2"]).await;
+    k.ok(&["create", "secret", "generic", "s", "-n", "gen", "--from-literal=token=s3cret"]).await;
+    k.ok(&["create", "serviceaccount", "sa", "-n", "gen"]).await;
+    k.ok(&["create", "service", "clusterip", "web", "-n", "gen", "--tcp=80:8080"]).await;
+    let get = |path: &'static str| c.raw(Method::GET, path, None);
+    let (_, ns) = get("/api/v1/namespaces/gen").await;
+    assert_eq!(ns["status"]["phase"], "Active");
+    let (_, cm) = get("/api/v1/namespaces/gen/configmaps/cm").await;
+    assert_eq!(cm["data"], json!({"a": "1", "b": "2"}));
+    let (_, secret) = get("/api/v1/namespaces/gen/secrets/s").await;
+    assert_eq!((secret["type"].as_str(), secret["data"]["token"].as_str()), (Some("Opaque"), Some("czNjcmV0")));
+    let (s, _) = get("/api/v1/namespaces/gen/serviceaccounts/sa").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, svc) = get("/api/v1/namespaces/gen/services/web").await;
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    let (ok, _, stderr) = k.run(&["create", "deployment", "d", "-n", "gen", "--image=nginx"]).await;
+    assert!(!ok, "kinds without a protobuf table are refused, not guessed");
+    assert!(stderr.contains("unknown format"), "{stderr}");
+}
