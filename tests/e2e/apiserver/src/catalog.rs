@@ -62,8 +62,12 @@ impl ResourceType {
         if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
-    /// The key objects of this type are stored under (shared by all versions).
+    /// The key objects of this type are stored under (shared by all versions, and by both
+    /// groups that serve Events).
     pub fn storage_key(&self) -> StorageKey {
+        if self.group == "events.k8s.io" && self.resource == "events" {
+            return StorageKey { group: String::new(), resource: "events".into() };
+        }
         StorageKey { group: self.group.clone(), resource: self.resource.clone() }
     }
 
@@ -249,11 +253,6 @@ impl Catalog {
         self.all().find(|t| t.group == group && t.version == version && t.resource == resource)
     }
 
-    /// The built-in type for a storage key (any version).
-    pub fn by_storage(&self, key: &StorageKey) -> Option<&ResourceType> {
-        self.all().find(|t| t.group == key.group && t.resource == key.resource)
-    }
-
     /// Whether any version of this group is served.
     pub fn group_versions(&self, group: &str) -> Vec<String> {
         let mut versions: Vec<String> = Vec::new();
@@ -330,17 +329,12 @@ impl Catalog {
         types.sort_by(|a, b| a.resource.cmp(&b.resource));
         let mut resources = Vec::new();
         for t in types {
-            let verbs: Vec<&str> = if t.resource == "namespaces" {
-                vec!["create", "delete", "get", "list", "patch", "update", "watch"]
-            } else {
-                vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-            };
             let mut r = json!({
                 "name": t.resource,
                 "singularName": t.singular,
                 "namespaced": t.namespaced,
                 "kind": t.kind,
-                "verbs": verbs,
+                "verbs": verbs(t),
             });
             if !t.short_names.is_empty() {
                 r["shortNames"] = json!(t.short_names);
@@ -362,6 +356,65 @@ impl Catalog {
         let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
         Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
     }
+}
+
+impl Catalog {
+    /// The aggregated discovery document (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`): for
+    /// `/api` the core group only, for `/apis` every other group, versions in priority order.
+    pub fn aggregated_discovery(&self, core: bool) -> Value {
+        let groups: Vec<String> = if core { vec![String::new()] } else { self.groups() };
+        let items: Vec<Value> = groups
+            .iter()
+            .filter_map(|g| {
+                let versions = self.group_versions(g);
+                if versions.is_empty() {
+                    return None;
+                }
+                let vs: Vec<Value> = versions
+                    .iter()
+                    .map(|v| {
+                        let mut types: Vec<&ResourceType> =
+                            self.all().filter(|t| &t.group == g && &t.version == v).collect();
+                        types.sort_by(|a, b| a.resource.cmp(&b.resource));
+                        let resources: Vec<Value> = types.iter().map(|t| aggregated_resource(t)).collect();
+                        json!({"version": v, "resources": resources, "freshness": "Current"})
+                    })
+                    .collect();
+                Some(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": vs}))
+            })
+            .collect();
+        json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+    }
+}
+
+fn verbs(t: &ResourceType) -> Vec<&'static str> {
+    if t.resource == "namespaces" {
+        vec!["create", "delete", "get", "list", "patch", "update", "watch"]
+    } else {
+        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    }
+}
+
+fn aggregated_resource(t: &ResourceType) -> Value {
+    let kind = json!({"group": t.group, "version": t.version, "kind": t.kind});
+    let mut r = json!({
+        "resource": t.resource,
+        "responseKind": kind,
+        "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": t.singular,
+        "verbs": verbs(t),
+    });
+    if !t.short_names.is_empty() {
+        r["shortNames"] = json!(t.short_names);
+    }
+    if !t.categories.is_empty() {
+        r["categories"] = json!(t.categories);
+    }
+    if t.has_status {
+        r["subresources"] =
+            json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+    }
+    r
 }
 
 fn api_group(group: &str, versions: &[String], preferred: &str) -> Value {

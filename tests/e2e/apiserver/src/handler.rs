@@ -29,6 +29,7 @@ use crate::registry::{self, FieldValidation, WriteOptions, Written, present};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::App;
 use crate::status::ApiError;
+use crate::table;
 use crate::watch::{self as watching, WatchSpec};
 
 /// The response body type every answer uses.
@@ -174,6 +175,17 @@ fn written_response(w: Written) -> Response<Body> {
     resp
 }
 
+/// The answer when a handler panicked: a 500 `Status`, as the real server's panic recovery gives.
+pub fn internal_error() -> Response<Body> {
+    tracing::error!("request handler panicked");
+    error_response(&ApiError {
+        code: 500,
+        reason: "InternalError",
+        message: "Internal error occurred: the request handler panicked".into(),
+        details: Value::Null,
+    })
+}
+
 /// Answers one request; never fails (errors become `Status` bodies).
 pub async fn handle(app: Arc<App>, shutdown: watch::Receiver<bool>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
@@ -204,6 +216,12 @@ async fn dispatch(
         }
         Route::Health => Ok(text_response(StatusCode::OK, "ok")),
         Route::Version => Ok(json_response(200, &app.version_info())),
+        Route::Api | Route::Apis if wants_aggregated(&req) => {
+            let doc = app.store.read().catalog.aggregated_discovery(r == Route::Api);
+            let mut resp = json_response(200, &doc);
+            resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(AGGREGATED_V2));
+            Ok(resp)
+        }
         Route::Api => Ok(json_response(
             200,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
@@ -220,7 +238,19 @@ async fn dispatch(
             .api_resource_list(&group, &version)
             .map(|v| json_response(200, &v))
             .ok_or_else(ApiError::no_route),
-        Route::OpenApiV2 | Route::Unknown => Err(ApiError::no_route()),
+        Route::Unknown => Err(ApiError::no_route()),
+        Route::OpenApiV2 => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let version = &app.config.server_version;
+            let (content_type, body) = if accept.contains("protobuf") {
+                ("application/com.github.proto-openapi.spec.v2.v1.0+protobuf", openapi::v2_protobuf(version))
+            } else {
+                ("application/json", openapi::v2_json(version).to_string().into_bytes())
+            };
+            let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+            resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+            Ok(resp)
+        }
         Route::OpenApiV3 => {
             Ok(json_response(200, &openapi::root(&app.store.read().catalog, &app.config.server_version)))
         }
@@ -230,6 +260,30 @@ async fn dispatch(
                 .ok_or_else(ApiError::no_route)
         }
     }
+}
+
+/// The media type of aggregated discovery documents.
+const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the first media type in `Accept` the server can produce is aggregated discovery v2
+/// (clients list it before plain JSON and fall back when the answer is plain JSON).
+fn wants_aggregated(req: &Request<Incoming>) -> bool {
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        if params.first() != Some(&"application/json") {
+            continue;
+        }
+        let has = |p: &str| params.contains(&p);
+        if has("g=apidiscovery.k8s.io") && has("v=v2") && has("as=APIGroupDiscoveryList") {
+            return true;
+        }
+        if params.iter().any(|p| p.starts_with("as=")) {
+            continue;
+        }
+        return false;
+    }
+    false
 }
 
 /// Reads the body and decodes it as JSON, or YAML when the content type says so.
@@ -250,7 +304,9 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, Value), ApiError> 
         return Ok((ct, Value::Null));
     }
     let media = ct.split(';').next().unwrap_or_default().trim().to_string();
-    let value = if media.ends_with("yaml") {
+    let value = if media == "application/vnd.kubernetes.protobuf" {
+        crate::protobuf::decode(&bytes)?
+    } else if media.ends_with("yaml") {
         serde_yaml::from_slice::<Value>(&bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
@@ -316,7 +372,9 @@ async fn object(
     let ns = t.namespace.as_deref();
     let sub = t.subresource.as_deref();
     match (method, t.name.as_deref()) {
-        (Method::GET, None) if flag(&q, "watch") => watch_request(app, shutdown, &rt, ns, &q),
+        (Method::GET, None) if flag(&q, "watch") => {
+            watch_request(app, shutdown, &rt, ns, &q, output(&req) == Output::Metadata)
+        }
         (Method::GET, None) => list(app, &rt, ns, &q, &req),
         (Method::GET, Some(name)) => {
             if rt.namespaced && ns.is_none() {
@@ -326,7 +384,15 @@ async fn object(
             let obj = st
                 .get(&rt.storage_key(), ns.unwrap_or_default(), name)
                 .ok_or_else(|| ApiError::not_found(&rt.group, &rt.resource, name))?;
-            Ok(json_response(200, &present(&obj, &rt)))
+            let obj = present(&obj, &rt);
+            match output(&req) {
+                Output::Table => {
+                    let rv = meta::meta_str(&obj, "resourceVersion").to_string();
+                    Ok(json_response(200, &table::render(&st, &rt, &[obj], json!({"resourceVersion": rv}))))
+                }
+                Output::Metadata => Ok(json_response(200, &registry::partial_metadata(&obj))),
+                Output::Full => Ok(json_response(200, &obj)),
+            }
         }
         (Method::POST, None) => {
             if rt.namespaced && ns.is_none() {
@@ -350,10 +416,14 @@ async fn object(
             if rt.namespaced && ns.is_none() {
                 return Err(ApiError::no_route());
             }
+            let wanted = output(&req);
             let opts = write_options(&q)?;
             let (ct, body) = read_body(req).await?;
             let kind = PatchKind::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
-            let w = app.store.write(|st| registry::patch(st, &rt, ns, name, sub, kind, body, &opts))?;
+            let mut w = app.store.write(|st| registry::patch(st, &rt, ns, name, sub, kind, body, &opts))?;
+            if wanted == Output::Metadata {
+                w.body = registry::partial_metadata(&w.body);
+            }
             Ok(written_response(w))
         }
         (Method::DELETE, Some(name)) => {
@@ -369,6 +439,9 @@ async fn object(
             Ok(written_response(w))
         }
         (Method::DELETE, None) => {
+            if rt.group.is_empty() && rt.resource == "namespaces" {
+                return Err(ApiError::method_not_allowed());
+            }
             let opts = write_options(&q)?;
             let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
             let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default(), &rt)?;
@@ -475,49 +548,50 @@ fn list(
         metadata["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
         metadata["remainingItemCount"] = json!(total - page.len());
     }
-    if wants_table(req) {
-        return Ok(json_response(200, &table(rt, &page, metadata)));
+    match output(req) {
+        Output::Table => Ok(json_response(200, &table::render(&app.store.read(), rt, &page, metadata))),
+        Output::Metadata => {
+            let items: Vec<Value> = page.iter().map(registry::partial_metadata).collect();
+            let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
+            Ok(json_response(200, &list))
+        }
+        Output::Full => Ok(json_response(
+            200,
+            &json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": metadata, "items": page}),
+        )),
     }
-    Ok(json_response(
-        200,
-        &json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": metadata, "items": page}),
-    ))
 }
 
 fn object_key(o: &Value) -> String {
     format!("{}/{}", meta::meta_str(o, "namespace"), meta::meta_str(o, "name"))
 }
 
-/// Whether the client asked for server-side printing (`Accept: …;as=Table;…`).
-fn wants_table(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+/// The representation a client asked for with `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Full,
+    Table,
+    Metadata,
 }
 
-/// The default server-side table (Name, Created At), with each row carrying its object.
-fn table(rt: &ResourceType, items: &[Value], metadata: Value) -> Value {
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            json!({
-                "cells": [meta::meta_str(o, "name"), meta::meta_str(o, "creationTimestamp")],
-                "object": o,
-            })
-        })
-        .collect();
-    let _ = rt;
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0},
-            {"name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}
-        ],
-        "rows": rows
-    })
+/// Picks the first media type of `Accept` the server can produce (server-side printing and
+/// metadata-only answers are JSON variants named by an `as=` parameter).
+fn output(req: &Request<Incoming>) -> Output {
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for media in accept.split(',') {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        let base = params.first().copied().unwrap_or_default();
+        if base != "application/json" && base != "*/*" && base != "application/*" {
+            continue;
+        }
+        return match params.iter().find_map(|p| p.strip_prefix("as=")) {
+            Some("Table") => Output::Table,
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList") => Output::Metadata,
+            Some(_) => continue,
+            None => Output::Full,
+        };
+    }
+    Output::Full
 }
 
 fn watch_request(
@@ -526,6 +600,7 @@ fn watch_request(
     rt: &ResourceType,
     ns: Option<&str>,
     q: &HashMap<String, String>,
+    metadata_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default(), rt)?;
@@ -564,6 +639,7 @@ fn watch_request(
         bookmarks,
         timeout,
         bookmark_interval: app.config.bookmark_interval,
+        metadata_only,
     };
     tracing::debug!(resource = %rt.resource, namespace = ?ns, start = ?spec.start, "watch started");
     let body = watching::serve(app.store.clone(), spec, shutdown);

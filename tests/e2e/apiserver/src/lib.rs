@@ -10,23 +10,32 @@
 //!   ... kube::Client / kubectl --kubeconfig path ...
 //!   api.stop().await; api.start().await?;                // "API server restart", same port, same store
 //!
-//!   handler (HTTP, routing) ──► registry (verb semantics) ──► store (objects, rv, history)
-//!        │                          ├─ validation (built-in kinds), schema (CRDs), patch
-//!        └─► watch (streams)        └─ catalog (served types, discovery), openapi (v3 docs)
+//!   handler (HTTP, routing, content types: protobuf, table)
+//!      │
+//!      ├─► registry (verb semantics) ──► store (objects, rv, history, apply ownership)
+//!      │     ├─ builtin_schema + schema (decode / prune / default / validate), validation
+//!      │     ├─ patch (merge, JSON, strategic), apply (server-side apply), events (two groups)
+//!      │     └─ catalog (served types, discovery), openapi (v2/v3 documents)
+//!      └─► watch (streams from the store's history)
 //! ```
 
+pub mod apply;
+pub mod builtin_schema;
 pub mod catalog;
+pub mod events;
 pub mod handler;
 pub mod kubeconfig;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod validation;
 pub mod watch;
 

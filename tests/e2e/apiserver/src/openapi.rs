@@ -8,8 +8,12 @@
 //! documents are missing (404 on v3 *and* v2) kubectl fails with "the server could not find the
 //! requested resource ... turn validation off with --validate=false". So each group version gets
 //! a document with one such operation per kind, plus component schemas (the CRD schema for custom
-//! resources; an open object for built-ins). `/openapi/v2` answers 404 (kubectl then derives
-//! strategic-merge patch metadata from its compiled-in types).
+//! resources, the Kubernetes schema for built-ins).
+//!
+//! `/openapi/v2` is an empty Swagger 2.0 document (no paths, no definitions), in protobuf when
+//! asked (kubectl asks only for protobuf). kubectl up to 1.27 refuses `apply` without it; with it,
+//! kubectl finds no model for the kind and takes strategic-merge metadata from its compiled-in
+//! types, as it does for any kind the document does not describe.
 //!
 //! ```text
 //!   /openapi/v3            {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=…"}, …}}
@@ -57,9 +61,10 @@ pub fn group_version_doc(catalog: &Catalog, group: &str, version: &str, server_v
             format!("{}/{}/{{name}}", t.gv_path(), t.resource)
         };
         paths.insert(item_path, json!({"patch": op}));
-        let mut schema = match &t.schema {
-            Some(s) => (**s).clone(),
-            None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        let mut schema = match (&t.schema, crate::builtin_schema::schema_for(&t.group, &t.resource)) {
+            (Some(s), _) => (**s).clone(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         };
         schema["x-kubernetes-group-version-kind"] = gvk;
         schemas.insert(schema_name, schema);
@@ -99,8 +104,49 @@ pub fn root(catalog: &Catalog, server_version: &str) -> Value {
     json!({"paths": paths})
 }
 
+/// The Swagger 2.0 document, as JSON: version information only.
+pub fn v2_json(server_version: &str) -> Value {
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": server_version}, "paths": {}, "definitions": {}})
+}
+
+/// Appends one length-delimited protobuf field.
+fn proto_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    out.push((field << 3) | 2);
+    let mut len = bytes.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// The same document in gnostic's protobuf form (`openapi.v2.Document`: `swagger` = 1,
+/// `info` = 2 with `title` = 1 and `version` = 2).
+pub fn v2_protobuf(server_version: &str) -> Vec<u8> {
+    let mut info = Vec::new();
+    proto_field(&mut info, 1, b"Kubernetes");
+    proto_field(&mut info, 2, server_version.as_bytes());
+    let mut doc = Vec::new();
+    proto_field(&mut doc, 1, b"2.0");
+    proto_field(&mut doc, 2, &info);
+    doc
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn v2_protobuf_encodes_lengths() {
+        let doc = super::v2_protobuf("v1.32.0");
+        assert_eq!(&doc[..5], &[0x0a, 3, b'2', b'.', b'0']);
+        assert_eq!(doc[5], 0x12);
+        assert_eq!(doc[6] as usize, doc.len() - 7);
+    }
+
     use super::*;
 
     #[test]

@@ -12,7 +12,10 @@
 
 use serde_json::{Value, json};
 
+use crate::apply;
+use crate::builtin_schema;
 use crate::catalog::{ResourceType, StorageKey};
+use crate::events;
 use crate::meta;
 use crate::patch::{self, PatchKind};
 use crate::schema;
@@ -70,12 +73,22 @@ fn is_namespace(rt: &ResourceType) -> bool {
 /// The object as served at `rt`'s version (custom resources are stored at one version and read
 /// at any served version with only `apiVersion` changed, like the `None` conversion strategy).
 pub fn present(obj: &Value, rt: &ResourceType) -> Value {
-    let mut out = obj.clone();
+    let mut out = if events::is_events_v1(rt) { events::from_core(obj) } else { obj.clone() };
     if let Value::Object(map) = &mut out {
         map.insert("apiVersion".into(), json!(rt.api_version()));
         map.insert("kind".into(), json!(rt.kind));
     }
     out
+}
+
+/// The form an object is stored in (events.k8s.io Events are stored as core Events).
+fn to_storage(rt: &ResourceType, obj: Value) -> Value {
+    if events::is_events_v1(rt) { events::to_core(&obj) } else { obj }
+}
+
+/// The `PartialObjectMetadata` view of an object (metadata-only clients).
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
 }
 
 /// Checks (and fills when absent) `apiVersion` and `kind` against the endpoint's type.
@@ -191,6 +204,18 @@ fn admit_body(
     old: Option<&Value>,
     unknown: &mut Vec<String>,
 ) -> Result<Vec<FieldCause>, ApiError> {
+    if rt.schema.is_none()
+        && let Some(schema) = builtin_schema::schema_for(&rt.group, &rt.resource)
+    {
+        let decoded = schema::decode_builtin(schema, obj);
+        if let Some(e) = decoded.type_errors.first() {
+            return Err(ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: {e}",
+                rt.kind, rt.version, rt.kind
+            )));
+        }
+        unknown.extend(decoded.pruned);
+    }
     validation::default(rt, obj)?;
     let mut causes = Vec::new();
     if let Some(schema) = &rt.schema {
@@ -286,6 +311,7 @@ pub fn create(
     }
     if rt.group.is_empty() && rt.resource == "services" {
         allocate_service_ips(st, &mut obj);
+        assign_node_ports(st, &mut obj, None);
     }
     if is_crd(rt) {
         let storage: Vec<Value> = obj["spec"]["versions"]
@@ -295,13 +321,12 @@ pub fn create(
             .filter(|v| v["storage"].as_bool() == Some(true))
             .map(|v| v["name"].clone())
             .collect();
-        obj["status"] =
-            json!({"conditions": [], "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": storage});
+        obj["status"] = json!({"acceptedNames": {"plural": "", "kind": ""}, "storedVersions": storage});
     }
     if opts.dry_run {
         return Ok(Written { code: 201, body: present(&obj, rt), warnings });
     }
-    let stored = st.insert(&key, obj);
+    let stored = st.insert(&key, to_storage(rt, obj));
     let body = present(&stored, rt);
     if is_crd(rt) {
         establish_crd(st, &name);
@@ -324,6 +349,31 @@ fn allocate_service_ips(st: &mut State, obj: &mut Value) {
         spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
     }
     spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
+}
+
+/// NodePort and LoadBalancer Services: traffic-policy defaults and a nodePort for every port
+/// (kept from `old` for ports that already had one).
+fn assign_node_ports(st: &mut State, obj: &mut Value, old: Option<&Value>) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let ty = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+    if ty != "NodePort" && ty != "LoadBalancer" {
+        return;
+    }
+    spec.entry("externalTrafficPolicy").or_insert(json!("Cluster"));
+    if ty == "LoadBalancer" {
+        spec.entry("allocateLoadBalancerNodePorts").or_insert(json!(true));
+    }
+    let old_ports: Vec<Value> = old.and_then(|o| o["spec"]["ports"].as_array().cloned()).unwrap_or_default();
+    let Some(Value::Array(ports)) = spec.get_mut("ports") else { return };
+    for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+        if port.get("nodePort").is_some() {
+            continue;
+        }
+        let kept =
+            old_ports.iter().find(|o| o.get("port") == port.get("port")).and_then(|o| o.get("nodePort")).cloned();
+        let node_port = kept.unwrap_or_else(|| json!(st.allocate_node_port()));
+        port.insert("nodePort".into(), node_port);
+    }
 }
 
 /// The apiextensions controller's part: names accepted, CRD established, types served.
@@ -387,7 +437,8 @@ pub fn update(
     }
     let mut unknown = prune_meta(&mut body);
     let mut warnings = Vec::new();
-    let old_obj: &Value = &old;
+    let old_view = present(&old, rt);
+    let old_obj: &Value = &old_view;
     let mut new = if subresource == Some("status") {
         let mut n = old_obj.clone();
         match body.get("status") {
@@ -454,6 +505,7 @@ pub fn update(
     }
     if rt.group.is_empty() && rt.resource == "services" {
         keep_service_ips(old_obj, &mut new);
+        assign_node_ports(st, &mut new, Some(old_obj));
     }
     if is_crd(rt) && subresource.is_none() {
         accept_crd_names(&mut new);
@@ -470,7 +522,7 @@ pub fn update(
     }
     let finalized = new["metadata"].get("deletionTimestamp").is_some()
         && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
-    let stored = st.replace(&key, new);
+    let stored = st.replace(&key, to_storage(rt, new));
     let body = present(&stored, rt);
     if finalized {
         remove_now(st, rt, ns_str, name);
@@ -526,23 +578,40 @@ pub fn patch(
         ));
     }
     let ns_str = if rt.namespaced { ns.unwrap_or_default() } else { "" };
+    let manager = opts.field_manager.clone().unwrap_or_default();
+    let status = subresource == Some("status");
     let Some(old) = st.get(&rt.storage_key(), ns_str, name) else {
         if kind == PatchKind::Apply && subresource.is_none() {
-            let mut obj = body;
+            let mut obj = body.clone();
             if meta::meta_str(&obj, "name").is_empty() {
                 meta::meta_mut(&mut obj).insert("name".into(), json!(name));
             }
-            return create(st, rt, ns, obj, opts);
+            let written = create(st, rt, ns, obj, opts)?;
+            if !opts.dry_run {
+                st.set_owned(meta::meta_str(&written.body, "uid"), &manager, false, apply::leaf_paths(&body));
+            }
+            return Ok(written);
         }
         return Err(ApiError::not_found(&rt.group, &rt.resource, name));
     };
+    let uid = meta::meta_str(&old, "uid").to_string();
     let current = present(&old, rt);
-    let patched = patch::apply(kind, &current, &body)?;
-    let mut candidate = patched;
+    let mut candidate = if kind == PatchKind::Apply {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("error decoding YAML: the applied configuration must be an object"));
+        }
+        apply::apply(&current, &body, &st.owned(&uid, &manager, status))
+    } else {
+        patch::apply(kind, &current, &body)?
+    };
     if meta::meta_str(&candidate, "name").is_empty() && candidate.is_object() {
         meta::meta_mut(&mut candidate).insert("name".into(), json!(name));
     }
-    update(st, rt, ns, name, subresource, candidate, opts)
+    let written = update(st, rt, ns, name, subresource, candidate, opts)?;
+    if kind == PatchKind::Apply && !opts.dry_run && st.get(&rt.storage_key(), ns_str, name).is_some() {
+        st.set_owned(&uid, &manager, status, apply::leaf_paths(&body));
+    }
+    Ok(written)
 }
 
 /// Removes an object now, with the cascades real controllers would perform.

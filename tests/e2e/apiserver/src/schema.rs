@@ -62,6 +62,126 @@ pub fn process(schema: &Value, obj: &mut Value) -> SchemaOutcome {
     out
 }
 
+/// What decoding a built-in object against its OpenAPI schema found.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Paths of unknown fields, dropped.
+    pub pruned: Vec<String>,
+    /// Wrongly typed fields, as Go's JSON decoder words them.
+    pub type_errors: Vec<String>,
+}
+
+/// Decodes a built-in object the way the typed decoder does: `null` members read as absent,
+/// unknown fields are dropped (below the root `metadata`, which is handled separately), and a
+/// value of the wrong JSON type is an error.
+pub fn decode_builtin(schema: &Value, obj: &mut Value) -> Decoded {
+    let mut out = Decoded::default();
+    drop_nulls(obj);
+    if let Value::Object(map) = obj {
+        let props = schema.get("properties").and_then(Value::as_object);
+        let keys: Vec<String> = map.keys().cloned().collect();
+        for k in keys {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            match props.and_then(|p| p.get(&k)) {
+                Some(sub) => {
+                    if let Some(v) = map.get_mut(&k) {
+                        prune(sub, v, &k, &mut out.pruned);
+                    }
+                }
+                None => {
+                    map.remove(&k);
+                    out.pruned.push(k);
+                }
+            }
+        }
+    }
+    check_types(schema, obj, "", &mut out.type_errors);
+    out
+}
+
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// Go's name for a JSON value kind in decode errors.
+fn go_actual(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Go's name for the type a schema describes.
+fn go_expected(schema: &Value) -> String {
+    let format = schema.get("format").and_then(Value::as_str);
+    match (schema.get("type").and_then(Value::as_str), format) {
+        (Some("integer"), Some(f @ ("int32" | "int64"))) => f.to_string(),
+        (Some("integer"), _) => "int".into(),
+        (Some("number"), _) => "float64".into(),
+        (Some("boolean"), _) => "bool".into(),
+        (Some("array"), _) => "[]".into(),
+        (Some("object"), _) if schema.get("properties").is_none() => "map[string]".into(),
+        (Some("object"), _) => "struct".into(),
+        (Some(t), _) => t.to_string(),
+        (None, _) => "interface {}".into(),
+    }
+}
+
+fn check_types(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    if value.is_null() {
+        return;
+    }
+    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool).unwrap_or(false);
+    let ok = if int_or_string {
+        value.is_string() || value.is_i64() || value.is_u64()
+    } else {
+        schema.get("type").and_then(Value::as_str).is_none_or(|t| type_matches(t, value))
+    };
+    if !ok {
+        let expected = if int_or_string { "intstr.IntOrString".to_string() } else { go_expected(schema) };
+        errors.push(format!(
+            "json: cannot unmarshal {} into Go struct field .{path} of type {expected}",
+            go_actual(value)
+        ));
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, v) in map {
+                let p = child_path(path, k);
+                if let Some(sub) = props.and_then(|m| m.get(k)) {
+                    check_types(sub, v, &p, errors);
+                } else if let Some(sub) = additional {
+                    check_types(sub, v, &p, errors);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items").filter(|i| i.is_object()) {
+                for (i, v) in items.iter().enumerate() {
+                    check_types(sub, v, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn preserves_unknown(schema: &Value) -> bool {
     schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool).unwrap_or(false)
 }
@@ -236,7 +356,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Fiel
     match value {
         Value::String(s) => validate_string(schema, s, value, path, causes),
         Value::Number(_) => validate_number(schema, value, path, causes),
-        Value::Array(items) => validate_array(schema, items, value, path, causes),
+        Value::Array(items) => validate_array(schema, items, path, causes),
         Value::Object(map) => validate_object(schema, map, value, path, causes),
         _ => {}
     }
@@ -287,7 +407,7 @@ fn validate_number(schema: &Value, value: &Value, path: &str, causes: &mut Vec<F
     }
 }
 
-fn validate_array(schema: &Value, items: &[Value], value: &Value, path: &str, causes: &mut Vec<FieldCause>) {
+fn validate_array(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<FieldCause>) {
     let len = items.len() as u64;
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && len < min
@@ -316,7 +436,6 @@ fn validate_array(schema: &Value, items: &[Value], value: &Value, path: &str, ca
             }
         }
     }
-    let _ = value;
     if let Some(sub) = schema.get("items").filter(|i| i.is_object()) {
         for (i, item) in items.iter().enumerate() {
             validate(sub, item, &format!("{path}[{i}]"), causes);

@@ -8,11 +8,13 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -225,7 +227,11 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
                     let service = service_fn(move |req| {
                         let app = app.clone();
                         let rx = rx.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handler::handle(app, rx, req).await) }
+                        async move {
+                            // A bug in a handler must not take the connection down without an answer.
+                            let answer = AssertUnwindSafe(handler::handle(app, rx, req)).catch_unwind().await;
+                            Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|_| handler::internal_error()))
+                        }
                     });
                     if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::apply::FieldPath;
 use crate::catalog::{Catalog, StorageKey};
 use crate::meta;
 
@@ -56,6 +57,9 @@ pub struct State {
     window: usize,
     tables: HashMap<StorageKey, Table>,
     next_cluster_ip: u32,
+    next_node_port: u32,
+    /// Server-side apply: uid → (field manager, status subresource?) → fields it applied last.
+    owners: HashMap<String, HashMap<(String, bool), Vec<FieldPath>>>,
 }
 
 /// Why a watch cannot resume: the oldest rv it could have resumed from.
@@ -66,7 +70,15 @@ pub struct Expired {
 
 impl State {
     fn new(window: usize) -> Self {
-        State { rv: 0, catalog: Catalog::default(), window, tables: HashMap::new(), next_cluster_ip: 1 }
+        State {
+            rv: 0,
+            catalog: Catalog::default(),
+            window,
+            tables: HashMap::new(),
+            next_cluster_ip: 1,
+            next_node_port: 0,
+            owners: HashMap::new(),
+        }
     }
 
     /// One stored object.
@@ -129,6 +141,7 @@ impl State {
     /// Removes an object; records DELETED (the event's object carries the delete's rv).
     pub fn remove(&mut self, key: &StorageKey, ns: &str, name: &str) -> Option<Arc<Value>> {
         let prev = self.tables.get_mut(key)?.objects.remove(&(ns.to_string(), name.to_string()))?;
+        self.owners.remove(meta::meta_str(&prev, "uid"));
         let rv = self.bump();
         let mut last = (*prev).clone();
         meta::meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -150,6 +163,16 @@ impl State {
     /// Whether a watch or list continuation from `since` can still be served for this table.
     pub fn expired(&self, key: &StorageKey, since: u64) -> Option<Expired> {
         self.events_since(key, since).err()
+    }
+
+    /// The fields `manager` applied last to the object with `uid` (server-side apply).
+    pub fn owned(&self, uid: &str, manager: &str, status: bool) -> Vec<FieldPath> {
+        self.owners.get(uid).and_then(|m| m.get(&(manager.to_string(), status))).cloned().unwrap_or_default()
+    }
+
+    /// Records the fields `manager` just applied to the object with `uid`.
+    pub fn set_owned(&mut self, uid: &str, manager: &str, status: bool, fields: Vec<FieldPath>) {
+        self.owners.entry(uid.to_string()).or_default().insert((manager.to_string(), status), fields);
     }
 
     /// Drops every retained event, so watches from any earlier rv get 410 Gone.
@@ -176,6 +199,13 @@ impl State {
         self.next_cluster_ip += 1;
         let n = self.next_cluster_ip;
         format!("10.{}.{}.{}", 96 + ((n >> 16) & 0x0f), (n >> 8) & 0xff, n & 0xff)
+    }
+
+    /// The next NodePort from 30000-32767 (wrapping; uniqueness is not checked).
+    pub fn allocate_node_port(&mut self) -> u32 {
+        let p = 30000 + self.next_node_port % 2768;
+        self.next_node_port += 1;
+        p
     }
 }
 

@@ -49,13 +49,14 @@ pub fn default(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            let names = &mut obj["spec"]["names"];
-            if let Some(kind) = names["kind"].as_str().map(str::to_string) {
-                if names["singular"].as_str().is_none_or(str::is_empty) {
-                    names["singular"] = json!(kind.to_ascii_lowercase());
+            if let Some(names) = obj.get_mut("spec").and_then(|s| s.get_mut("names")).and_then(Value::as_object_mut)
+                && let Some(kind) = names.get("kind").and_then(Value::as_str).map(str::to_string)
+            {
+                if names.get("singular").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    names.insert("singular".into(), json!(kind.to_ascii_lowercase()));
                 }
-                if names["listKind"].as_str().is_none_or(str::is_empty) {
-                    names["listKind"] = json!(format!("{kind}List"));
+                if names.get("listKind").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    names.insert("listKind".into(), json!(format!("{kind}List")));
                 }
             }
             if obj["spec"].is_object() && obj["spec"].get("conversion").is_none() {
@@ -139,7 +140,27 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
         ("apiextensions.k8s.io", "customresourcedefinitions") => validate_crd(obj, &mut causes),
         _ => {}
     }
+    if let Some(old) = old {
+        immutable(rt, obj, old, &mut causes);
+    }
     causes
+}
+
+/// Fields the real strategies refuse to change once set.
+fn immutable(rt: &ResourceType, obj: &Value, old: &Value, causes: &mut Vec<FieldCause>) {
+    let fields: &[&str] = match (rt.group.as_str(), rt.resource.as_str()) {
+        ("discovery.k8s.io", "endpointslices") => &["/addressType"],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => &["/spec/group", "/spec/scope", "/spec/names/plural"],
+        ("apps", "deployments") => &["/spec/selector"],
+        _ => &[],
+    };
+    for pointer in fields {
+        let (new_v, old_v) = (obj.pointer(pointer), old.pointer(pointer));
+        if old_v.is_some() && new_v != old_v {
+            let path = pointer.trim_start_matches('/').replace('/', ".");
+            causes.push(FieldCause::invalid(path, new_v.unwrap_or(&Value::Null), "field is immutable"));
+        }
+    }
 }
 
 fn port_number_ok(v: &Value) -> bool {
@@ -483,7 +504,7 @@ fn validate_ingress(obj: &Value, causes: &mut Vec<FieldCause>) {
             let path = p["path"].as_str().unwrap_or_default();
             match p["pathType"].as_str() {
                 None => causes.push(FieldCause::required(format!("{pbase}.pathType"), "pathType must be specified")),
-                Some(t @ ("Exact" | "Prefix")) => {
+                Some("Exact" | "Prefix") => {
                     if !path.starts_with('/') {
                         causes.push(FieldCause::invalid(
                             format!("{pbase}.path"),
@@ -509,7 +530,6 @@ fn validate_ingress(obj: &Value, causes: &mut Vec<FieldCause>) {
                             ));
                         }
                     }
-                    let _ = t;
                 }
                 Some("ImplementationSpecific") => {
                     if !path.is_empty() && !path.starts_with('/') {
@@ -698,6 +718,15 @@ mod tests {
         let fields: Vec<String> = validate(&svc_rt, &bad, None).into_iter().map(|c| c.field).collect();
         assert_eq!(fields, vec!["spec.ports[0].port", "spec.ports[1].name"]);
         assert_eq!(validate(&svc_rt, &json!({"spec": {}}), None)[0].field, "spec.ports");
+    }
+
+    #[test]
+    fn address_type_is_immutable() {
+        let old = json!({"addressType": "IPv4", "endpoints": []});
+        let new = json!({"addressType": "IPv6", "endpoints": []});
+        let causes = validate(&rt("discovery.k8s.io", "endpointslices"), &new, Some(&old));
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].message, "Invalid value: \"IPv6\": field is immutable");
     }
 
     #[test]

@@ -40,9 +40,17 @@ pub struct WatchSpec {
     pub bookmarks: bool,
     pub timeout: Duration,
     pub bookmark_interval: Duration,
+    /// `Accept: …;as=PartialObjectMetadata`: events carry metadata only.
+    pub metadata_only: bool,
 }
 
 impl WatchSpec {
+    /// The object as this watcher receives it.
+    fn show(&self, obj: &Value) -> Value {
+        let full = present(obj, &self.rt);
+        if self.metadata_only { crate::registry::partial_metadata(&full) } else { full }
+    }
+
     fn matches(&self, obj: &Value) -> bool {
         let ns_ok = self.namespace.as_deref().is_none_or(|ns| meta::meta_str(obj, "namespace") == ns);
         ns_ok && self.labels.matches(obj) && self.fields.matches(obj)
@@ -53,10 +61,10 @@ impl WatchSpec {
         let cur = e.kind != EventKind::Deleted && self.matches(&e.object);
         let old = e.prev.as_deref().is_some_and(|p| self.matches(p));
         match (cur, old) {
-            (true, false) => Some(("ADDED", present(&e.object, &self.rt))),
-            (true, true) => Some(("MODIFIED", present(&e.object, &self.rt))),
+            (true, false) => Some(("ADDED", self.show(&e.object))),
+            (true, true) => Some(("MODIFIED", self.show(&e.object))),
             (false, true) => {
-                let mut gone = present(e.prev.as_deref().unwrap_or(&e.object), &self.rt);
+                let mut gone = self.show(e.prev.as_deref().unwrap_or(&e.object));
                 meta::meta_mut(&mut gone).insert("resourceVersion".into(), json!(e.rv.to_string()));
                 Some(("DELETED", gone))
             }
@@ -69,7 +77,12 @@ impl WatchSpec {
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}})
+        let (kind, api_version) = if self.metadata_only {
+            ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1".to_string())
+        } else {
+            (self.rt.kind.clone(), self.rt.api_version())
+        };
+        json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": metadata}})
     }
 }
 
@@ -109,7 +122,7 @@ async fn run(store: Arc<Store>, spec: WatchSpec, tx: mpsc::Sender<Bytes>, mut sh
                     .list(&key, spec.namespace.as_deref())
                     .iter()
                     .filter(|o| spec.matches(o))
-                    .map(|o| present(o, &spec.rt))
+                    .map(|o| spec.show(o))
                     .collect();
                 Ok((st.rv, objs))
             }

@@ -21,6 +21,10 @@ pub fn crd_json() -> Value {
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
             "versions": [
                 {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                 "additionalPrinterColumns": [
+                    {"name": "Host", "type": "string", "jsonPath": ".spec.host"},
+                    {"name": "Port", "type": "integer", "jsonPath": ".spec.port"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
                  "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "required": ["host"], "properties": {
                         "host": {"type": "string", "pattern": "^[a-z0-9.-]+$"},

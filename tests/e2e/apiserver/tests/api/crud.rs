@@ -367,6 +367,15 @@ async fn kube_event_recorder_creates_then_patches_a_series() {
     assert_eq!(e.reason.as_deref(), Some("NoEndpoints"));
     assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
     assert_eq!(e.regarding.as_ref().and_then(|r| r.name.as_deref()), Some("evented"));
+
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client().await, "default");
+    let listed = core.list(&ListParams::default()).await.expect("core list");
+    assert_eq!(listed.items.len(), 1, "both groups serve the same events");
+    let ce = &listed.items[0];
+    assert_eq!(ce.involved_object.name.as_deref(), Some("evented"));
+    assert_eq!(ce.message.as_deref(), Some("no ready endpoints"));
+    assert_eq!(ce.reporting_component.as_deref(), Some("wsgate"));
+    assert_eq!(ce.metadata.resource_version, e.metadata.resource_version);
 }
 
 #[tokio::test]
@@ -377,4 +386,141 @@ async fn resource_version_on_create_is_refused_like_storage_does() {
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["message"], "resourceVersion should not be set on objects to be created");
     assert!(body.get("reason").is_none());
+}
+
+#[tokio::test]
+async fn built_in_kinds_decode_like_typed_objects() {
+    let c = Cluster::start().await;
+    let path = "/api/v1/namespaces/default/services";
+    let typo = json!({"metadata": {"name": "t"}, "spec": {"ports": [{"port": 80, "prot": "TCP"}], "selectr": {}}});
+    let (s, body) = c.raw(Method::POST, &format!("{path}?fieldValidation=Strict"), Some(&typo)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["message"],
+        "Service in version \"v1\" cannot be handled as a Service: strict decoding error: unknown field \"spec.ports[0].prot\", unknown field \"spec.selectr\""
+    );
+
+    let req = hyper::Request::builder()
+        .method(Method::POST)
+        .uri(format!("{}{path}", c.server.url()))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(typo.to_string())))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = client.request(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::CREATED, "fieldValidation defaults to Warn");
+    let warnings: Vec<String> =
+        resp.headers().get_all("warning").iter().map(|v| v.to_str().expect("ascii").to_string()).collect();
+    assert_eq!(
+        warnings,
+        vec!["299 - \"unknown field \\\"spec.ports[0].prot\\\"\"", "299 - \"unknown field \\\"spec.selectr\\\"\""]
+    );
+    let (_, stored) = c.raw(Method::GET, &format!("{path}/t"), None).await;
+    assert!(stored["spec"].get("selectr").is_none(), "unknown fields are dropped: {stored}");
+
+    let wrong_type = json!({"metadata": {"name": "w"}, "spec": {"ports": [{"port": "80"}]}});
+    let (s, body) = c.raw(Method::POST, path, Some(&wrong_type)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().expect("message").contains("cannot unmarshal string into Go struct field"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_removes_what_a_manager_stops_applying() {
+    let c = Cluster::start().await;
+    let api: Api<Ingress> = Api::namespaced(c.client().await, "default");
+    let ing = |labels: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "ssa", "labels": labels},
+               "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}})
+    };
+    let pp = PatchParams::apply("tests").force();
+    api.patch("ssa", &pp, &Patch::Apply(&ing(json!({"a": "1", "b": "2"})))).await.expect("apply creates");
+    let other = json!({"metadata": {"labels": {"c": "3"}}});
+    api.patch("ssa", &PatchParams::default(), &Patch::Merge(&other)).await.expect("another writer");
+    let out = api.patch("ssa", &pp, &Patch::Apply(&ing(json!({"a": "1"})))).await.expect("re-apply");
+    let labels = out.metadata.labels.expect("labels");
+    assert_eq!(labels.keys().collect::<Vec<_>>(), vec!["a", "c"], "b dropped by its manager, c kept");
+
+    let status =
+        |lb: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "status": {"loadBalancer": lb}});
+    let with_lb = api
+        .patch_status("ssa", &pp, &Patch::Apply(&status(json!({"ingress": [{"ip": "192.0.2.7"}]}))))
+        .await
+        .expect("status apply");
+    assert!(with_lb.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).is_some());
+    let cleared = api.patch_status("ssa", &pp, &Patch::Apply(&status(json!({})))).await.expect("status re-apply");
+    assert!(cleared.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).is_none(), "status field released");
+    assert_eq!(cleared.metadata.generation, Some(1));
+}
+
+#[tokio::test]
+async fn garbage_in_gets_status_answers_not_crashes() {
+    let c = Cluster::start().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let bodies = [
+        (cms, json!([])),
+        (cms, json!("text")),
+        (cms, json!({"metadata": "x"})),
+        (cms, json!({"metadata": {"name": 5}})),
+        (cms, json!({"metadata": {"name": "l", "labels": "x"}})),
+        (cms, json!({"metadata": {"name": "d"}, "data": 5})),
+        (crds, json!({"metadata": {"name": "a.b.c"}, "spec": "x"})),
+        (crds, json!({"metadata": {"name": "a.b.c"}, "spec": {"names": "x", "versions": 3}})),
+        (
+            crds,
+            json!({"metadata": {"name": "x.example.com"}, "spec": {"group": "example.com", "scope": "Cluster",
+            "names": {"plural": "x", "kind": "X"}, "versions": [{"name": "v1", "served": true, "storage": true,
+            "schema": {"openAPIV3Schema": "nope"}}]}}),
+        ),
+    ];
+    for (path, body) in &bodies {
+        let (s, answer) = c.raw(Method::POST, path, Some(body)).await;
+        assert!(s.is_client_error(), "{body} → {s} {answer}");
+        assert_eq!(answer["kind"], "Status", "{body} → {answer}");
+    }
+    let (s, _) = c.raw(Method::POST, cms, Some(&json!({"metadata": {"name": "p"}}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    for (ct, patch) in [
+        ("application/merge-patch+json", json!([1])),
+        ("application/json-patch+json", json!({"op": "add"})),
+        ("application/json-patch+json", json!([{"op": "replace", "path": "", "value": "s"}])),
+        ("application/json-patch+json", json!([{"op": "move", "from": "/nope", "path": "/x"}])),
+        ("application/strategic-merge-patch+json", json!({"$patch": "delete"})),
+        ("application/apply-patch+yaml", json!({"data": {"a": "b"}})),
+    ] {
+        let (s, answer) = c.raw_typed(Method::PATCH, &format!("{cms}/p"), ct, Some(&patch)).await;
+        assert!(s.is_client_error(), "{ct} {patch} → {s} {answer}");
+    }
+    for query in
+        ["?limit=abc", "?watch=true&timeoutSeconds=-1&resourceVersion=abc", "?labelSelector=a%20in%20b", "?continue=!!"]
+    {
+        let (s, _) = c.raw(Method::GET, &format!("{cms}{query}"), None).await;
+        assert!(s.is_success() || s.is_client_error(), "{query} → {s}");
+    }
+    let (s, _) = c.raw(Method::GET, "/api/v1/namespaces//configmaps", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = c.raw(Method::GET, "/version", None).await;
+    assert_eq!((s, v["gitVersion"].as_str()), (StatusCode::OK, Some("v1.32.0")), "still serving");
+}
+
+#[tokio::test]
+async fn load_balancer_services_get_node_ports_that_stay() {
+    let c = Cluster::start().await;
+    let api: Api<Service> = Api::namespaced(c.client().await, "default");
+    let mut svc = service("lb");
+    svc.spec.as_mut().expect("spec").type_ = Some("LoadBalancer".into());
+    let created = api.create(&PostParams::default(), &svc).await.expect("create");
+    let spec = created.spec.clone().expect("spec");
+    let node_port = spec.ports.as_ref().expect("ports")[0].node_port.expect("nodePort allocated");
+    assert!((30000..=32767).contains(&node_port));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let mut again = created.clone();
+    again.spec.as_mut().expect("spec").ports.as_mut().expect("ports")[0].node_port = None;
+    again.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+    let replaced = api.replace("lb", &PostParams::default(), &again).await.expect("replace");
+    assert_eq!(replaced.spec.expect("spec").ports.expect("ports")[0].node_port, Some(node_port), "kept on update");
 }

@@ -41,8 +41,8 @@ async fn legacy_discovery_documents() {
 
     let (s, _) = c.raw(Method::GET, "/apis/networking.k8s.io/v9", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = c.raw(Method::GET, "/openapi/v2", None).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "kubectl falls back to v3 (see openapi.rs)");
+    let (s, v2) = c.raw(Method::GET, "/openapi/v2", None).await;
+    assert_eq!((s, v2["swagger"].as_str()), (StatusCode::OK, Some("2.0")), "an empty Swagger document");
 }
 
 #[tokio::test]
@@ -55,4 +55,42 @@ async fn kube_discovery_resolves_builtin_kinds() {
     assert_eq!(ar.plural, "ingresses");
     assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
     assert!(caps.subresources.iter().any(|(sub, _)| sub.plural == "ingresses/status" || sub.plural == "status"));
+}
+
+#[tokio::test]
+async fn aggregated_discovery_when_asked_first() {
+    let c = Cluster::start().await;
+    let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let fetch = |path: &'static str, accept: &'static str| {
+        let url = format!("{}{path}", c.server.url());
+        async move {
+            let req = hyper::Request::get(url)
+                .header("accept", accept)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request");
+            let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+            let resp = client.request(req).await.expect("response");
+            let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+            (ct, serde_json::from_slice::<Value>(&body).expect("json"))
+        }
+    };
+    let (ct, apis) = fetch("/apis", accept).await;
+    assert_eq!(ct, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList");
+    assert_eq!(apis["kind"], "APIGroupDiscoveryList");
+    let net = apis["items"].as_array().expect("items").iter().find(|g| g["metadata"]["name"] == "networking.k8s.io");
+    let ing = net.expect("networking group")["versions"][0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "ingresses")
+        .cloned()
+        .expect("ingresses");
+    assert_eq!(ing["scope"], "Namespaced");
+    assert_eq!(ing["responseKind"]["kind"], "Ingress");
+    assert_eq!(ing["subresources"][0]["subresource"], "status");
+    let (_, core) = fetch("/api", accept).await;
+    assert_eq!(core["items"][0]["metadata"]["name"], "");
+    let (ct, legacy) = fetch("/apis", "application/json").await;
+    assert_eq!((ct.as_str(), legacy["kind"].as_str()), ("application/json", Some("APIGroupList")));
 }

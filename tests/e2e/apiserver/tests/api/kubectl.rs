@@ -138,6 +138,9 @@ async fn namespace_service_and_endpoint_slice() {
     slice2["endpoints"][0]["addresses"][0] = json!("10.0.0.6");
     round_trip(&k, "endpointslices", slice.clone(), slice2, "/endpoints/0/addresses/0").await;
 
+    let explained = k.ok(&["explain", "endpointslices.endpoints.addresses"]).await;
+    assert!(explained.contains("FIELD: addresses"), "{explained}");
+
     let mut loopback = slice;
     loopback["endpoints"][0]["addresses"][0] = json!("127.0.0.1");
     let file = write(c.dir.path(), "loopback.yaml", &loopback);
@@ -161,7 +164,20 @@ async fn ingress_ingress_class_secret_and_lease() {
                         {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}});
     let mut ing2 = ing.clone();
     ing2["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("/ws");
-    round_trip(&k, "ingresses", ing, ing2, "/spec/rules/0/http/paths/0/path").await;
+    round_trip(&k, "ingresses", ing, ing2.clone(), "/spec/rules/0/http/paths/0/path").await;
+
+    let mut typo = ing2.clone();
+    typo["metadata"]["name"] = json!("typo");
+    let path0 = typo["spec"]["rules"][0]["http"]["paths"][0].as_object_mut().expect("path object");
+    let path_type = path0.remove("pathType").expect("pathType");
+    path0.insert("pathtype".into(), path_type);
+    let file = write(c.dir.path(), "typo.yaml", &typo);
+    let (ok, _, stderr) = k.run(&["create", "-f", &file]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("strict decoding error: unknown field \"spec.rules[0].http.paths[0].pathtype\""),
+        "{stderr}"
+    );
 
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": "default"},
                         "type": "Opaque", "data": {"key": "dmFsdWU="}});
@@ -195,7 +211,19 @@ async fn crd_and_custom_resource() {
                    "spec": {"host": "a.example.com"}});
     let mut w2 = w.clone();
     w2["spec"]["host"] = json!("b.example.com");
+    let mut w3 = w.clone();
+    w3["metadata"]["name"] = json!("w3");
+    w3["spec"]["host"] = json!("c.example.com");
     round_trip(&k, "widgets", w, w2, "/spec/host").await;
+
+    let shown = k.ok(&["create", "-f", &write(c.dir.path(), "w3.yaml", &w3)]).await;
+    assert!(shown.contains("widget.example.com/w3 created"), "{shown}");
+    let table = k.ok(&["get", "widgets"]).await;
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], vec!["NAME", "HOST", "PORT", "AGE"], "printer columns: {table}");
+    assert_eq!(&lines[1][..3], &["w3", "c.example.com", "80"], "{table}");
+    let crds = k.ok(&["get", "crds"]).await;
+    assert!(crds.starts_with("NAME") && crds.contains("CREATED AT"), "{crds}");
 
     let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad", "namespace": "default"},
                      "spec": {"host": "h", "port": 0}});
@@ -236,4 +264,31 @@ async fn apply_client_and_server_side() {
     k.ok(&["apply", "--server-side", "-f", &file]).await;
     let (_, stored) = c.raw(Method::GET, "/api/v1/namespaces/default/configmaps/ssa", None).await;
     assert_eq!(stored["data"]["a"], "1");
+}
+
+#[tokio::test]
+async fn generator_commands_send_protobuf_that_the_server_decodes() {
+    let c = Cluster::start().await;
+    let k = Kubectl::new(&c);
+    k.ok(&["create", "namespace", "gen"]).await;
+    k.ok(&["create", "configmap", "cm", "-n", "gen", "--from-literal=a=1", "--from-literal=b=2"]).await;
+    k.ok(&["create", "secret", "generic", "s", "-n", "gen", "--from-literal=token=s3cret"]).await;
+    k.ok(&["create", "serviceaccount", "sa", "-n", "gen"]).await;
+    k.ok(&["create", "service", "clusterip", "web", "-n", "gen", "--tcp=80:8080"]).await;
+    let get = |path: &'static str| c.raw(Method::GET, path, None);
+    let (_, ns) = get("/api/v1/namespaces/gen").await;
+    assert_eq!(ns["status"]["phase"], "Active");
+    let (_, cm) = get("/api/v1/namespaces/gen/configmaps/cm").await;
+    assert_eq!(cm["data"], json!({"a": "1", "b": "2"}));
+    let (_, secret) = get("/api/v1/namespaces/gen/secrets/s").await;
+    assert_eq!((secret["type"].as_str(), secret["data"]["token"].as_str()), (Some("Opaque"), Some("czNjcmV0")));
+    let (s, _) = get("/api/v1/namespaces/gen/serviceaccounts/sa").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, svc) = get("/api/v1/namespaces/gen/services/web").await;
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    let (ok, _, stderr) = k.run(&["create", "deployment", "d", "-n", "gen", "--image=nginx"]).await;
+    assert!(!ok, "kinds without a protobuf table are refused, not guessed");
+    assert!(stderr.contains("unknown format"), "{stderr}");
 }

@@ -9,6 +9,7 @@ use hyper::{Method, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use wsgate_test_apiserver::Config;
 
 use crate::harness::{Cluster, within};
 
@@ -38,7 +39,9 @@ async fn restart_keeps_objects_address_and_versions() {
 
 #[tokio::test]
 async fn deleted_namespaces_terminate_then_vanish_with_their_contents() {
-    let c = Cluster::start().await;
+    // Long enough for the 403 check below to run while the namespace is still terminating.
+    let config = Config { namespace_cleanup_delay: Duration::from_secs(3), ..Config::default() };
+    let c = Cluster::with_config(config).await;
     c.namespace("doomed").await;
     let cm = json!({"metadata": {"name": "inside"}});
     let (s, _) = c.raw(Method::POST, "/api/v1/namespaces/doomed/configmaps", Some(&cm)).await;

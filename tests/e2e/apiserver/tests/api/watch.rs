@@ -234,3 +234,82 @@ async fn many_watchers_see_the_same_write() {
         assert_eq!(types(&events), vec![("ADDED".to_string(), "fanout".to_string())]);
     }
 }
+
+#[tokio::test]
+async fn metadata_only_clients_get_partial_object_metadata() {
+    use k8s_openapi::api::core::v1::Secret;
+    let c = Cluster::start().await;
+    let api: Api<Secret> = Api::namespaced(c.client().await, "default");
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "s", "labels": {"a": "b"}}, "stringData": {"k": "hidden"}}))
+            .expect("secret");
+    api.create(&PostParams::default(), &secret).await.expect("create");
+    let meta = api.get_metadata("s").await.expect("get_metadata");
+    assert_eq!(meta.metadata.labels.expect("labels")["a"], "b");
+    let list = api.list_metadata(&kube::api::ListParams::default()).await.expect("list_metadata");
+    assert_eq!(list.items.len(), 1);
+    let (_, raw) = c.raw(Method::GET, "/api/v1/namespaces/default/secrets", None).await;
+    assert_eq!(raw["kind"], "SecretList", "plain JSON clients still get full objects");
+
+    let meta_api: Api<kube::core::PartialObjectMeta<Secret>> = Api::namespaced(c.client().await, "default");
+    let mut stream = watcher::watcher(meta_api, watcher::Config::default()).boxed();
+    let names = within(10, "metadata watcher", async {
+        let mut names = Vec::new();
+        while let Some(ev) = stream.next().await {
+            match ev.expect("event") {
+                Event::InitApply(o) => names.push(o.metadata.name.unwrap_or_default()),
+                Event::InitDone => break,
+                _ => {}
+            }
+        }
+        names
+    })
+    .await;
+    assert_eq!(names, vec!["s"]);
+    let path = "/api/v1/namespaces/default/secrets?watch=1&timeoutSeconds=2";
+    let req = hyper::Request::get(format!("{}{path}", c.server.url()))
+        .header("accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = within(10, "watch", client.request(req)).await.expect("response");
+    let body =
+        within(10, "watch body", http_body_util::BodyExt::collect(resp.into_body())).await.expect("body").to_bytes();
+    let first: Value = serde_json::from_slice(body.split(|b| *b == b'\n').next().expect("a line")).expect("json");
+    assert_eq!(first["object"]["kind"], "PartialObjectMetadata");
+    assert!(first["object"].get("data").is_none(), "no secret data in metadata-only events");
+}
+
+#[tokio::test]
+async fn kube_watcher_pages_through_the_initial_list() {
+    let c = Cluster::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
+    for i in 0..7 {
+        api.create(&PostParams::default(), &cm(&format!("p{i}"), json!({}))).await.expect("create");
+    }
+    let mut stream = watcher::watcher(api.clone(), watcher::Config::default().page_size(2)).boxed();
+    let names = within(10, "paged list", async {
+        let mut names = Vec::new();
+        while let Some(ev) = stream.next().await {
+            match ev.expect("event") {
+                Event::InitApply(o) => names.push(o.metadata.name.unwrap_or_default()),
+                Event::InitDone => break,
+                _ => {}
+            }
+        }
+        names
+    })
+    .await;
+    assert_eq!(names, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+    api.create(&PostParams::default(), &cm("after", json!({}))).await.expect("create");
+    let next = within(10, "watch after paged list", async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(Event::Apply(o)) = ev {
+                return o.metadata.name.unwrap_or_default();
+            }
+        }
+        String::new()
+    })
+    .await;
+    assert_eq!(next, "after", "the watch resumes from the list's resourceVersion");
+}
