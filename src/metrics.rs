@@ -74,6 +74,7 @@ pub struct Metrics {
     pub route_table_routes: IntGauge,
     pub route_ready_endpoints: IntGaugeVec,
     pub config_errors_total: IntCounter,
+    pub config_errors: IntGauge,
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_timestamp_seconds: prometheus::Gauge,
     pub config_compile_duration_seconds: Histogram,
@@ -152,6 +153,11 @@ impl Metrics {
                 "Configuration errors found while compiling (each broken document or object, each build).",
             )
             .expect("valid metric"),
+            config_errors: IntGauge::new(
+                "wsgate_config_errors",
+                "Configuration errors in the latest build (broken documents, invalid or conflicting objects); 0 when clean.",
+            )
+            .expect("valid metric"),
             config_reloads_total: IntCounterVec::new(
                 Opts::new(
                     "wsgate_config_reloads_total",
@@ -212,6 +218,7 @@ impl Metrics {
             Box::new(m.route_table_routes.clone()),
             Box::new(m.route_ready_endpoints.clone()),
             Box::new(m.config_errors_total.clone()),
+            Box::new(m.config_errors.clone()),
             Box::new(m.config_reloads_total.clone()),
             Box::new(m.config_last_reload_timestamp_seconds.clone()),
             Box::new(m.config_compile_duration_seconds.clone()),

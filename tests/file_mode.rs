@@ -145,6 +145,7 @@ async fn edits_are_served_live_and_a_broken_manifest_keeps_the_last_good_table()
     let (_, metrics) = admin_get(running.admin, "/metrics").await;
     assert_eq!(sample(&metrics, "wsgate_route_table_generation"), Some(1.0), "{metrics}");
     assert!(sample(&metrics, "wsgate_config_errors_total").unwrap_or(0.0) >= 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, "wsgate_config_errors"), Some(1.0), "one broken document: {metrics}");
     echo(&mut session, "during").await;
     let mut second = ws(running.http, "/chat").await.expect("new sessions still use the last good table");
     echo(&mut second, "second").await;
@@ -171,6 +172,7 @@ async fn edits_are_served_live_and_a_broken_manifest_keeps_the_last_good_table()
 
     let (_, metrics) = admin_get(running.admin, "/metrics").await;
     assert_eq!(sample(&metrics, "wsgate_websocket_connections_active{route=\"default/chat\"}"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "wsgate_config_errors"), Some(0.0), "fixed: {metrics}");
     drop((session, second));
 
     let mut running = running;

@@ -113,7 +113,7 @@ fn rebuild(dir: &Path, options: &CompileOptions, publisher: &mut Publisher, repo
         now_reported.insert(line);
     }
     *reported = now_reported;
-    publisher.metrics().config_errors_total.inc_by(errors);
+    publisher.record_errors(errors);
     if let Published::Swapped(generation) = publisher.publish(compiled.table) {
         tracing::debug!(generation, elapsed_ms = started.elapsed().as_millis() as u64, "file mode rebuild");
     }

@@ -70,8 +70,7 @@ pub async fn run(
     loop {
         let snapshot = sources.snapshot();
         let compiled = compile(&snapshot, &config.compile);
-        let errors = compiled.report.errors().count();
-        metrics.config_errors_total.inc_by(errors as u64);
+        publisher.record_errors(compiled.report.errors().count());
         let desired = super::status_from_report(&compiled.report);
         publisher.publish(compiled.table);
         metrics.reconcile_duration_seconds.observe(noticed.elapsed().as_secs_f64());

@@ -85,7 +85,13 @@ impl Publisher {
     /// Records a build that could not produce a table; the served table stays.
     pub fn reject(&self, errors: usize) {
         self.metrics.config_reloads_total.with_label_values(&["failed"]).inc();
+        self.record_errors(errors);
+    }
+
+    /// Records the errors one build found: counted, and the gauge set to the current number.
+    pub fn record_errors(&self, errors: usize) {
         self.metrics.config_errors_total.inc_by(errors as u64);
+        self.metrics.config_errors.set(errors as i64);
     }
 }
 
