@@ -1,7 +1,7 @@
 //! Kubernetes mode: reflectors feed a debounced rebuild; the table is published, status written back.
 //!
 //! ```text
-//!   KubeSources ──changed──► wait DEBOUNCE ──► snapshot ──► compile ──► Publisher (every replica)
+//!   KubeSources ──changed──► (≥ DEBOUNCE since the last build) ──► snapshot ──► compile ──► Publisher
 //!                                                               └──► StatusWriter (Lease holder only)
 //! ```
 //!
@@ -23,7 +23,9 @@ use super::sources::KubeSources;
 use super::status::{PublishTarget, StatusWriter};
 use crate::metrics::Metrics;
 
-/// Changes closer together than this are compiled once. Endpoint changes go through the same path.
+/// At most one build per this interval: a change after a quiet period is built at once, a burst of
+/// changes (a `kubectl apply` of many objects, a rollout moving endpoints) is folded into the next build.
+/// Endpoint changes go through the same path.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// How Kubernetes mode runs.
@@ -75,12 +77,15 @@ pub async fn run(
         publisher.publish(compiled.table);
         metrics.reconcile_duration_seconds.observe(noticed.elapsed().as_secs_f64());
         status.update(snapshot, desired);
+        let built = Instant::now();
 
         tokio::select! {
             _ = changed.notified() => {}
             _ = &mut shutdown => return Ok(()),
         }
         noticed = Instant::now();
-        tokio::time::sleep(DEBOUNCE).await;
+        // Every event is a whole, consistent object, so building right away is safe (unlike file mode,
+        // where an editor may still be writing the file).
+        tokio::time::sleep_until(built + DEBOUNCE).await;
     }
 }
