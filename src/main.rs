@@ -134,8 +134,8 @@ fn main() -> ExitCode {
             match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    tracing::error!("{error:#}");
-                    eprintln!("wsgate: {error:#}");
+                    tracing::error!("{error}");
+                    eprintln!("wsgate: {error}");
                     ExitCode::FAILURE
                 }
             }
