@@ -41,6 +41,8 @@ pub struct KubeSources {
     websocket_routes: Store<WebSocketRoute>,
     services: Store<Service>,
     endpoint_slices: Store<EndpointSlice>,
+    /// True while listing WebSocketRoutes answers 404: the CRD is not installed.
+    routes_absent: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -59,28 +61,46 @@ impl KubeSources {
             }
         }
         let mut tasks = Vec::new();
-        let (ingresses, task) = reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed);
+        let none = tokio::sync::watch::channel(false).0;
+        let (absent_tx, routes_absent) = tokio::sync::watch::channel(false);
+        let (ingresses, task) =
+            reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed, &none);
         tasks.push(task);
-        let (ingress_classes, task) = reflect(Api::all(client.clone()), watcher::Config::default(), &metrics, &changed);
+        let (ingress_classes, task) =
+            reflect(Api::all(client.clone()), watcher::Config::default(), &metrics, &changed, &none);
         tasks.push(task);
         let (websocket_routes, task) =
-            reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed);
+            reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed, &absent_tx);
         tasks.push(task);
-        let (services, task) = reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed);
+        let (services, task) =
+            reflect(namespaced(client, namespace), watcher::Config::default(), &metrics, &changed, &none);
         tasks.push(task);
         let slices = watcher::Config::default().labels(SERVICE_NAME_LABEL);
-        let (endpoint_slices, task) = reflect(namespaced(client, namespace), slices, &metrics, &changed);
+        let (endpoint_slices, task) = reflect(namespaced(client, namespace), slices, &metrics, &changed, &none);
         tasks.push(task);
-        KubeSources { ingresses, ingress_classes, websocket_routes, services, endpoint_slices, tasks }
+        KubeSources { ingresses, ingress_classes, websocket_routes, services, endpoint_slices, routes_absent, tasks }
     }
 
     /// Resolves once every store has completed its first list: compiling before that would publish a
-    /// table with routes missing.
+    /// table with routes missing. A cluster without the WebSocketRoute CRD counts as having none, so
+    /// Ingresses are served; the watcher keeps retrying and picks routes up once the CRD is installed.
     pub async fn wait_synced(&self) {
+        let mut absent = self.routes_absent.clone();
+        let routes = async {
+            tokio::select! {
+                _ = self.websocket_routes.wait_until_ready() => {}
+                _ = absent.wait_for(|absent| *absent) => {
+                    tracing::warn!(
+                        "the WebSocketRoute CRD is not installed (listing websocketroutes.wsgate.dev answers 404): \
+                         serving Ingresses only until it is; install crds/websocketroutes.wsgate.dev.yaml"
+                    );
+                }
+            }
+        };
         let _ = tokio::join!(
             self.ingresses.wait_until_ready(),
             self.ingress_classes.wait_until_ready(),
-            self.websocket_routes.wait_until_ready(),
+            routes,
             self.services.wait_until_ready(),
             self.endpoint_slices.wait_until_ready(),
         );
@@ -118,6 +138,7 @@ fn reflect<K>(
     config: watcher::Config,
     metrics: &Arc<Metrics>,
     changed: &Arc<Notify>,
+    absent: &tokio::sync::watch::Sender<bool>,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -136,17 +157,22 @@ where
     .default_backoff();
     let metrics = metrics.clone();
     let changed = changed.clone();
+    let absent = absent.clone();
     let task = tokio::spawn(async move {
         let errors = metrics.kube_watch_errors_total.with_label_values(&[kind.as_str()]);
         stream
             .for_each(|event| {
                 match event {
                     Ok(_) => {
+                        absent.send_if_modified(|a| std::mem::replace(a, false));
                         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
                         metrics.last_sync_timestamp_seconds.set(now);
                         changed.notify_one();
                     }
                     Err(error) => {
+                        if is_not_found(&error) {
+                            absent.send_if_modified(|a| !std::mem::replace(a, true));
+                        }
                         errors.inc();
                         tracing::warn!(kind = %kind, %error, "watch failed; retrying with backoff, serving the last good table");
                     }
@@ -156,4 +182,15 @@ where
             .await;
     });
     (store, task)
+}
+
+/// Whether the API answered 404 for the resource itself (its CRD is not installed).
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 404,
+        watcher::Error::WatchError(status) => status.code == 404,
+        _ => false,
+    }
 }

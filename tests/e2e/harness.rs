@@ -78,6 +78,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        let cluster = Cluster::start_without_crd().await;
+        cluster.install_crd().await;
+        cluster
+    }
+
+    /// A cluster as found, without installing the WebSocketRoute CRD.
+    pub async fn start_without_crd() -> Cluster {
         let dir = TempDir::new("cluster");
         let (kubeconfig, local) = match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
             Some(path) => (PathBuf::from(path), None),
@@ -89,13 +96,11 @@ impl Cluster {
             }
         };
         let client = client_for(&kubeconfig).await;
-        let cluster = Cluster { client, kubeconfig, local, _dir: dir };
-        cluster.install_crd().await;
-        cluster
+        Cluster { client, kubeconfig, local, _dir: dir }
     }
 
     /// Installs `crds/` (create, or replace what is there) and waits until it is served.
-    async fn install_crd(&self) {
+    pub async fn install_crd(&self) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/websocketroutes.wsgate.dev.yaml");
         let text = std::fs::read_to_string(&path).expect("read crds/");
         let mut crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("CRD parses");

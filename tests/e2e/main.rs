@@ -72,7 +72,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new(test: &str) -> Fixture {
-        let cluster = Cluster::start().await;
+        Fixture::on(Cluster::start().await, test).await
+    }
+
+    async fn on(cluster: Cluster, test: &str) -> Fixture {
         let ns = cluster.namespace(test).await;
         Fixture { cluster, ns, net: TestNet::create() }
     }
@@ -376,6 +379,34 @@ async fn two_replicas_serve_but_only_the_lease_holder_writes_status() {
     .await;
     eprintln!("lease holder killed → status written by the other replica after {took:?}");
     assert!(follower.metric(series).await > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingresses_are_served_before_the_crd_is_installed() {
+    let cluster = Cluster::start_without_crd().await;
+    if cluster.local.is_none() {
+        eprintln!("a shared cluster has the CRD installed by the other tests: nothing to check here");
+        return;
+    }
+    let f = Fixture::on(cluster, "nocrd").await;
+    let pod = f.net.echo(0, PORT, "pod-0");
+    f.create(&service("chat")).await;
+    f.create(&slice("chat", &[(pod.addr, true)])).await;
+    f.create(&ingress("web", "nocrd.example", "/", "chat")).await;
+    let gw = f.wsgate(&[]);
+    ready(&gw).await;
+    eventually("the Ingress is served without the CRD", LIVE, || async { gw.get("nocrd.example", "/").await.0 == 200 })
+        .await;
+    assert!(gw.log().contains("the WebSocketRoute CRD is not installed"), "the operator is told why");
+
+    // Installed later: WebSocketRoutes are picked up without a restart.
+    f.cluster.install_crd().await;
+    f.create(&route("chat", "/chat", "chat")).await;
+    let took = eventually("a WebSocketRoute after the CRD appears", Duration::from_secs(40), || async {
+        gw.ws("any", "/chat").await.is_ok()
+    })
+    .await;
+    eprintln!("CRD installed → first WebSocketRoute live in {took:?}");
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
