@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
+use wsgate_test_apiserver::authn::ADMIN_TOKEN;
 use wsgate_test_apiserver::{Config, TestApiServer};
 
 /// Fails the test if `fut` takes longer than `secs`.
@@ -90,6 +91,7 @@ impl Cluster {
             .uri(format!("{}{path}", self.server.url()))
             .header("content-type", content_type)
             .header("accept", "application/json")
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
             .body(Full::new(bytes))
             .expect("request builds")
     }
@@ -100,6 +102,7 @@ impl Cluster {
             .method(method)
             .uri(format!("{}{path}", self.server.url()))
             .header("content-type", content_type)
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
             .body(Full::new(Bytes::from(body.to_string())))
             .expect("request builds");
         let resp = within(10, path, self.http.request(req)).await.expect("response");
