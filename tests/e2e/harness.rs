@@ -313,14 +313,26 @@ pub struct Wsgate {
 }
 
 impl Wsgate {
-    /// Starts `wsgate run` against `cluster`, watching `namespace`, with `extra` flags.
+    /// Starts `wsgate run` against `cluster` as its admin, watching `namespace`, with `extra` flags.
     pub fn start(cluster: &Cluster, namespace: &str, extra: &[&str]) -> Wsgate {
+        let mut args: Vec<String> =
+            ["run", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+        args.extend(["--namespace", namespace, "--lease-namespace", namespace].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Wsgate::launch(&cluster.kubeconfig, &args, &[])
+    }
+
+    /// Starts the wsgate binary with exactly `args` (which must make it log JSON and listen on
+    /// 127.0.0.1:0), `KUBECONFIG=kubeconfig` (any user: the admin's, or a ServiceAccount's) and `env`.
+    pub fn launch(kubeconfig: &Path, args: &[String], env: &[(&str, &str)]) -> Wsgate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsgate"))
-            .args(["run", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--namespace", namespace, "--lease-namespace", namespace])
-            .args(extra)
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "wsgate=debug,info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

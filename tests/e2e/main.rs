@@ -3,8 +3,10 @@
 //!
 //! `cargo test --test e2e` starts the in-repo API server (tests/e2e/apiserver) unless `KUBECONFIG` is
 //! set, in which case the same tests run against that cluster (they need root for the network
-//! namespace that holds the backends, and create and delete their own namespaces).
+//! namespace that holds the backends, and create and delete their own namespaces). The tests here run
+//! wsgate as the cluster's admin; `chart` applies the Helm chart and runs wsgate with exactly its RBAC.
 
+mod chart;
 mod harness;
 
 use std::time::Duration;
@@ -314,8 +316,15 @@ async fn an_api_server_restart_loses_no_connection() {
 
     let server = f.cluster.local.as_mut().expect("local API server");
     server.stop().await;
+    // The counters exist from the start; wait for one to move.
     eventually("watch errors are counted", harness::WAIT, || async {
-        gw.admin_get("/metrics").await.1.contains("wsgate_kube_watch_errors_total{")
+        let (_, metrics) = gw.admin_get("/metrics").await;
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("wsgate_kube_watch_errors_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            > 0.0
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;

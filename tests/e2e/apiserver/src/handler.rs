@@ -1,8 +1,10 @@
-//! HTTP front: parses the request path into a discovery document or a resource target, decodes
-//! query parameters and bodies, calls the registry or a watch, and encodes answers (errors as
-//! `Status`). Every request is logged at debug level with method, path and status.
+//! HTTP front: authenticates and authorizes each request (authn, rbac), parses the path into a
+//! discovery document or a resource target, decodes query parameters and bodies, calls the registry
+//! or a watch, and encodes answers (errors as `Status`). Every request is logged at debug level with
+//! method, path, user and status.
 //!
 //! ```text
+//!   Authorization header ──► user ──► RBAC decision ──► 401 / 403, or on to the routes below
 //!   /version /api /apis /apis/g /api/v1 /apis/g/v /openapi/v3[/…]      → discovery documents
 //!   /api/v1[/namespaces/{ns}]/{resource}[/{name}[/status]]             → resource verbs
 //!   /apis/{g}/{v}[/namespaces/{ns}]/{resource}[/{name}[/status]]
@@ -21,10 +23,12 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::authn::UserInfo;
 use crate::catalog::ResourceType;
 use crate::meta;
 use crate::openapi;
 use crate::patch::PatchKind;
+use crate::rbac;
 use crate::registry::{self, FieldValidation, WriteOptions, Written, present};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::App;
@@ -186,16 +190,39 @@ pub fn internal_error() -> Response<Body> {
     })
 }
 
-/// Answers one request; never fails (errors become `Status` bodies).
+/// Answers one request; never fails (errors become `Status` bodies). Authentication and
+/// authorization come first, as in the real server: a refused request never reaches routing.
 pub async fn handle(app: Arc<App>, shutdown: watch::Receiver<bool>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = match dispatch(&app, shutdown, req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let (user, resp) = match admit(&app, &req) {
+        Ok(user) => match dispatch(&app, shutdown, req).await {
+            Ok(r) => (user.name, r),
+            Err(e) => (user.name, error_response(&e)),
+        },
+        Err((user, e)) => (user, error_response(&e)),
     };
-    tracing::debug!(%method, path, status = resp.status().as_u16(), "request");
+    tracing::debug!(%method, path, user, status = resp.status().as_u16(), "request");
     resp
+}
+
+/// Authenticates the request and authorizes it with RBAC; on refusal, the user name (empty when
+/// unauthenticated) and the 401/403 to answer.
+fn admit(app: &App, req: &Request<Incoming>) -> Result<UserInfo, (String, ApiError)> {
+    let st = app.store.read();
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let user = app.tokens.authenticate(&st, header).map_err(|e| (String::new(), e))?;
+    let query = parse_query(req.uri().query());
+    let attributes = rbac::attributes(user.clone(), req.method(), req.uri().path(), &query);
+    match rbac::authorize(&st, &attributes) {
+        Ok(()) => Ok(user),
+        Err(e) => {
+            drop(st);
+            tracing::info!(user = %user.name, groups = ?user.groups, verb = %attributes.verb, message = %e.message, "RBAC: forbidden");
+            app.record_denial(&user.name, &e.message);
+            Err((user.name, e))
+        }
+    }
 }
 
 async fn dispatch(

@@ -775,7 +775,7 @@ pub fn finalize_namespace(st: &mut State, name: &str) {
     }
 }
 
-/// Creates the namespaces every cluster starts with.
+/// Creates the namespaces and the default RBAC policy every cluster starts with.
 pub fn bootstrap(st: &mut State) {
     let rt = st.catalog.lookup("", "v1", "namespaces").cloned();
     let Some(rt) = rt else { return };
@@ -785,4 +785,5 @@ pub fn bootstrap(st: &mut State) {
             tracing::error!(namespace = ns, error = %e.message, "bootstrap namespace not created");
         }
     }
+    crate::rbac::bootstrap(st);
 }

@@ -23,9 +23,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::authn::{self, Tokens};
 use crate::handler;
 use crate::registry;
 use crate::store::Store;
+use crate::tls;
 
 /// Errors of the server's own lifecycle (request errors are answered as `Status` bodies).
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,17 @@ pub enum Error {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot write kubeconfig {path}: {source}")]
     Kubeconfig { path: String, source: std::io::Error },
+    #[error("serviceaccounts \"{name}\" not found in namespace {namespace}")]
+    NoServiceAccount { namespace: String, name: String },
+}
+
+/// One request the authorizer refused (answered 403), as the real server's audit log would show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The user name, e.g. `system:serviceaccount:NS:NAME`.
+    pub user: String,
+    /// The `Status` message the client got.
+    pub message: String,
 }
 
 /// Settings of a test API server.
@@ -67,15 +80,24 @@ impl Default for Config {
     }
 }
 
-/// State shared by every connection: the store plus settings.
+/// State shared by every connection: the store, settings, issued tokens and refused requests.
 #[derive(Debug)]
 pub struct App {
     pub store: Arc<Store>,
     pub config: Config,
+    pub tokens: Tokens,
+    pub tls: tls::Identity,
     addr: Mutex<SocketAddr>,
+    denials: Mutex<Vec<Denial>>,
 }
 
 impl App {
+    /// Remembers a refused request.
+    pub fn record_denial(&self, user: &str, message: &str) {
+        let denial = Denial { user: user.to_string(), message: message.to_string() };
+        self.denials.lock().unwrap_or_else(|p| p.into_inner()).push(denial);
+    }
+
     /// The address clients reach the server at.
     pub fn addr(&self) -> SocketAddr {
         *self.addr.lock().unwrap_or_else(|p| p.into_inner())
@@ -106,7 +128,7 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// A Kubernetes API server for tests: in-memory, plain HTTP, no authentication.
+/// A Kubernetes API server for tests: in-memory, plain HTTP, bearer tokens and RBAC.
 pub struct TestApiServer {
     app: Arc<App>,
     running: Option<Running>,
@@ -118,7 +140,9 @@ impl TestApiServer {
         let store = Arc::new(Store::new(config.history_window));
         store.write(registry::bootstrap);
         let addr = Mutex::new(config.addr);
-        TestApiServer { app: Arc::new(App { store, config, addr }), running: None }
+        let tls = tls::identity(config.addr.ip());
+        let app = App { store, config, tokens: Tokens::default(), tls, addr, denials: Mutex::new(Vec::new()) };
+        TestApiServer { app: Arc::new(app), running: None }
     }
 
     /// `new(Config::default())` and `start()`: listening on 127.0.0.1 at a free port.
@@ -165,20 +189,60 @@ impl TestApiServer {
         self.app.addr()
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (plain HTTP; the same port answers HTTPS).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
     }
 
-    /// A kubeconfig (YAML) for this server: cluster, a token user, context `wsgate-test`.
+    /// `https://127.0.0.1:PORT`, verified with [`TestApiServer::ca_pem`].
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr())
+    }
+
+    /// The PEM certificate of the CA that signed the server's certificate (new for every server).
+    pub fn ca_pem(&self) -> &str {
+        &self.app.tls.ca_pem
+    }
+
+    /// A kubeconfig (YAML) for this server: the cluster over HTTPS with its CA (client-go sends
+    /// credentials only over TLS), the admin token's user (in `system:masters`, allowed everything),
+    /// context `wsgate-test`.
     pub fn kubeconfig(&self) -> String {
-        crate::kubeconfig::render(&self.url(), "default")
+        self.kubeconfig_for_token(authn::ADMIN_TOKEN)
     }
 
     /// Writes `kubeconfig()` to `path`.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
-        std::fs::write(path, self.kubeconfig())
+        self.write_kubeconfig_for_token(path, authn::ADMIN_TOKEN)
+    }
+
+    /// A kubeconfig like `kubeconfig()` whose user authenticates with `token`.
+    pub fn kubeconfig_for_token(&self, token: &str) -> String {
+        crate::kubeconfig::render(&self.https_url(), &self.app.tls.ca_pem, "default", token)
+    }
+
+    /// Writes `kubeconfig_for_token(token)` to `path`.
+    pub fn write_kubeconfig_for_token(&self, path: &Path, token: &str) -> Result<(), Error> {
+        std::fs::write(path, self.kubeconfig_for_token(token))
             .map_err(|source| Error::Kubeconfig { path: path.display().to_string(), source })
+    }
+
+    /// Issues a bearer token for the ServiceAccount `namespace/name`, as the TokenRequest API does:
+    /// requests with it authenticate as `system:serviceaccount:NAMESPACE:NAME` (groups
+    /// `system:serviceaccounts`, `system:serviceaccounts:NAMESPACE`, `system:authenticated`) and are
+    /// authorized by RBAC. The ServiceAccount must exist; the token stops working (401) once it is
+    /// deleted or recreated.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, Error> {
+        let st = self.app.store.read();
+        self.app
+            .tokens
+            .issue(&st, namespace, name)
+            .ok_or_else(|| Error::NoServiceAccount { namespace: namespace.into(), name: name.into() })
+    }
+
+    /// Every request the authorizer refused so far (403), oldest first.
+    pub fn denied_requests(&self) -> Vec<Denial> {
+        self.app.denials.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The last resourceVersion handed out.
@@ -224,6 +288,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
                 let app = app.clone();
                 let rx = shutdown.clone();
                 conns.spawn(async move {
+                    let acceptor = app.tls.acceptor.clone();
                     let service = service_fn(move |req| {
                         let app = app.clone();
                         let rx = rx.clone();
@@ -233,7 +298,19 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
                             Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|_| handler::internal_error()))
                         }
                     });
-                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                    let mut first = [0u8; 1];
+                    let served = if matches!(stream.peek(&mut first).await, Ok(1) if first[0] == tls::HANDSHAKE_RECORD) {
+                        match acceptor.accept(stream).await {
+                            Ok(tls) => http1::Builder::new().serve_connection(TokioIo::new(tls), service).await,
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        }
+                    } else {
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });

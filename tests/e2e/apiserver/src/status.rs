@@ -35,6 +35,15 @@ impl FieldCause {
         }
     }
 
+    /// `field: Invalid value: <rendered>: detail`, for values Go prints with `%#v` (structs, slices).
+    pub fn invalid_rendered(field: impl Into<String>, rendered: &str, detail: &str) -> Self {
+        FieldCause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {rendered}: {detail}"),
+        }
+    }
+
     /// `field: Invalid value: "type": detail` (a JSON type mismatch).
     pub fn type_invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
         FieldCause {
@@ -182,6 +191,24 @@ impl ApiError {
             message: format!("{qualified_kind} {name:?} is invalid: {joined}"),
             details: d,
         }
+    }
+
+    /// 401 for a request whose credentials authenticate no one (`NewUnauthorized("Unauthorized")`).
+    pub fn unauthorized() -> Self {
+        ApiError { code: 401, reason: "Unauthorized", message: "Unauthorized".into(), details: Value::Null }
+    }
+
+    /// 403 from the authorizer (`NewForbidden(groupResource, name, err)`): `services is forbidden: …`,
+    /// `ingresses.networking.k8s.io "x" is forbidden: …`, or `forbidden: …` for non-resource paths.
+    pub fn forbidden(group: &str, resource: &str, name: &str, err: &str) -> Self {
+        let message = if group.is_empty() && resource.is_empty() {
+            format!("forbidden: {err}")
+        } else if name.is_empty() {
+            format!("{} is forbidden: {err}", qualified_resource(group, resource))
+        } else {
+            format!("{} {name:?} is forbidden: {err}", qualified_resource(group, resource))
+        };
+        ApiError { code: 403, reason: "Forbidden", message, details: details(group, resource, name) }
     }
 
     /// 403 for a create in a namespace that is being deleted (NamespaceLifecycle admission).

@@ -1,6 +1,7 @@
 //! Per-kind defaulting and validation of built-in kinds, following the real registry strategies for
 //! the fields wsgate and its tests touch (names, Service ports, EndpointSlice addresses, Ingress
-//! paths, IngressClass controller, Secret data, Lease spec, events.k8s.io Events, CRD specs).
+//! paths, IngressClass controller, Secret data, Lease spec, events.k8s.io Events, CRD specs, RBAC
+//! rules, role references and subjects).
 //!
 //! ```text
 //!   decoded object ──default()──► validate() ──► [] ok | [FieldCause..] → 422 Invalid
@@ -48,6 +49,7 @@ pub fn default(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
                 );
             }
         }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => default_binding(obj),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             if let Some(names) = obj.get_mut("spec").and_then(|s| s.get_mut("names")).and_then(Value::as_object_mut)
                 && let Some(kind) = names.get("kind").and_then(Value::as_str).map(str::to_string)
@@ -138,10 +140,21 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
         ("coordination.k8s.io", "leases") => validate_lease(obj, &mut causes),
         ("events.k8s.io", "events") => validate_event(obj, &mut causes),
         ("apiextensions.k8s.io", "customresourcedefinitions") => validate_crd(obj, &mut causes),
+        ("rbac.authorization.k8s.io", "roles") => validate_rules(obj, true, &mut causes),
+        ("rbac.authorization.k8s.io", "clusterroles") => validate_cluster_role(obj, &mut causes),
+        ("rbac.authorization.k8s.io", "rolebindings") => validate_binding(obj, true, &mut causes),
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => validate_binding(obj, false, &mut causes),
         _ => {}
     }
     if let Some(old) = old {
         immutable(rt, obj, old, &mut causes);
+        if rt.group == RBAC_GROUP && old["roleRef"] != obj["roleRef"] {
+            causes.push(FieldCause::invalid_rendered(
+                "roleRef",
+                &go_role_ref(&obj["roleRef"]),
+                "cannot change roleRef",
+            ));
+        }
     }
     causes
 }
@@ -587,6 +600,155 @@ fn validate_lease(obj: &Value, causes: &mut Vec<FieldCause>) {
         && t < 0
     {
         causes.push(FieldCause::invalid("spec.leaseTransitions", &json!(t), "must be greater than or equal to 0"));
+    }
+}
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// A binding's `roleRef.apiGroup` defaults to the RBAC group; User and Group subjects get it too
+/// (ServiceAccount subjects keep the core group, "").
+fn default_binding(obj: &mut Value) {
+    if let Some(role_ref) = obj.get_mut("roleRef").and_then(Value::as_object_mut)
+        && role_ref.get("apiGroup").and_then(Value::as_str).is_none_or(str::is_empty)
+    {
+        role_ref.insert("apiGroup".into(), json!(RBAC_GROUP));
+    }
+    for subject in obj.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
+        let Some(subject) = subject.as_object_mut() else { continue };
+        let kind = subject.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if matches!(kind, "User" | "Group") && subject.get("apiGroup").and_then(Value::as_str).is_none_or(str::is_empty)
+        {
+            subject.insert("apiGroup".into(), json!(RBAC_GROUP));
+        }
+    }
+}
+
+/// A list of strings as Go's `%#v` prints a `[]string`.
+fn go_strings(v: &Value) -> String {
+    let items: Vec<String> =
+        v.as_array().into_iter().flatten().map(|s| format!("{:?}", s.as_str().unwrap_or_default())).collect();
+    format!("[]string{{{}}}", items.join(", "))
+}
+
+/// A role reference as Go's `%#v` prints the internal `rbac.RoleRef`.
+fn go_role_ref(r: &Value) -> String {
+    let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+    format!("rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}", field("apiGroup"), field("kind"), field("name"))
+}
+
+fn non_empty(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| !a.is_empty())
+}
+
+/// `ValidatePolicyRule` for every rule of a Role (`namespaced`) or ClusterRole.
+fn validate_rules(obj: &Value, namespaced: bool, causes: &mut Vec<FieldCause>) {
+    for (i, rule) in obj["rules"].as_array().into_iter().flatten().enumerate() {
+        let base = format!("rules[{i}]");
+        if !non_empty(&rule["verbs"]) {
+            causes.push(FieldCause::required(format!("{base}.verbs"), "verbs must contain at least one value"));
+        }
+        if non_empty(&rule["nonResourceURLs"]) {
+            let urls = go_strings(&rule["nonResourceURLs"]);
+            if namespaced {
+                causes.push(FieldCause::invalid_rendered(
+                    format!("{base}.nonResourceURLs"),
+                    &urls,
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
+            }
+            if non_empty(&rule["apiGroups"]) || non_empty(&rule["resources"]) || non_empty(&rule["resourceNames"]) {
+                causes.push(FieldCause::invalid_rendered(
+                    format!("{base}.nonResourceURLs"),
+                    &urls,
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                ));
+            }
+            continue;
+        }
+        if !non_empty(&rule["apiGroups"]) {
+            causes.push(FieldCause::required(
+                format!("{base}.apiGroups"),
+                "resource rules must supply at least one api group",
+            ));
+        }
+        if !non_empty(&rule["resources"]) {
+            causes.push(FieldCause::required(
+                format!("{base}.resources"),
+                "resource rules must supply at least one resource",
+            ));
+        }
+    }
+}
+
+fn validate_cluster_role(obj: &Value, causes: &mut Vec<FieldCause>) {
+    validate_rules(obj, false, causes);
+    if let Some(rule) = obj.get("aggregationRule").filter(|r| r.is_object())
+        && !non_empty(&rule["clusterRoleSelectors"])
+    {
+        causes.push(FieldCause::required(
+            "aggregationRule.clusterRoleSelectors",
+            "at least one clusterRoleSelector required if aggregationRule is non-nil",
+        ));
+    }
+}
+
+/// `ValidateRoleBinding` / `ValidateClusterRoleBinding`: the role reference and every subject.
+fn validate_binding(obj: &Value, namespaced: bool, causes: &mut Vec<FieldCause>) {
+    let role_ref = &obj["roleRef"];
+    let api_group = role_ref["apiGroup"].as_str().unwrap_or_default();
+    if api_group != RBAC_GROUP {
+        causes.push(FieldCause::not_supported("roleRef.apiGroup", &json!(api_group), &[json!(RBAC_GROUP)]));
+    }
+    let kind = role_ref["kind"].as_str().unwrap_or_default();
+    let kinds: &[&str] = if namespaced { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
+    if !kinds.contains(&kind) {
+        let supported: Vec<Value> = kinds.iter().map(|k| json!(k)).collect();
+        causes.push(FieldCause::not_supported("roleRef.kind", &json!(kind), &supported));
+    }
+    match role_ref["name"].as_str().unwrap_or_default() {
+        "" => causes.push(FieldCause::required("roleRef.name", "")),
+        name => {
+            for msg in meta::check_path_segment(name) {
+                causes.push(FieldCause::invalid("roleRef.name", &json!(name), &msg));
+            }
+        }
+    }
+    for (i, subject) in obj["subjects"].as_array().into_iter().flatten().enumerate() {
+        let base = format!("subjects[{i}]");
+        let name = subject["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            causes.push(FieldCause::required(format!("{base}.name"), ""));
+        }
+        let group = subject["apiGroup"].as_str().unwrap_or_default();
+        match subject["kind"].as_str().unwrap_or_default() {
+            "ServiceAccount" => {
+                if !name.is_empty() {
+                    for msg in meta::check_dns1123_subdomain(name) {
+                        causes.push(FieldCause::invalid(format!("{base}.name"), &json!(name), &msg));
+                    }
+                }
+                if !group.is_empty() {
+                    causes.push(FieldCause::not_supported(format!("{base}.apiGroup"), &json!(group), &[json!("")]));
+                }
+                if !namespaced && subject["namespace"].as_str().is_none_or(str::is_empty) {
+                    causes.push(FieldCause::required(format!("{base}.namespace"), ""));
+                }
+            }
+            "User" | "Group" => {
+                if group != RBAC_GROUP {
+                    causes.push(FieldCause::not_supported(
+                        format!("{base}.apiGroup"),
+                        &json!(group),
+                        &[json!(RBAC_GROUP)],
+                    ));
+                }
+            }
+            other => causes.push(FieldCause::not_supported(
+                format!("{base}.kind"),
+                &json!(other),
+                &[json!("ServiceAccount"), json!("User"), json!("Group")],
+            )),
+        }
     }
 }
 

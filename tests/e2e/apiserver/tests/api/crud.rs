@@ -404,6 +404,7 @@ async fn built_in_kinds_decode_like_typed_objects() {
         .method(Method::POST)
         .uri(format!("{}{path}", c.server.url()))
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", wsgate_test_apiserver::authn::ADMIN_TOKEN))
         .body(http_body_util::Full::new(bytes::Bytes::from(typo.to_string())))
         .expect("request");
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();

@@ -66,6 +66,7 @@ async fn aggregated_discovery_when_asked_first() {
         async move {
             let req = hyper::Request::get(url)
                 .header("accept", accept)
+                .header("authorization", format!("Bearer {}", wsgate_test_apiserver::authn::ADMIN_TOKEN))
                 .body(http_body_util::Full::new(bytes::Bytes::new()))
                 .expect("request");
             let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();

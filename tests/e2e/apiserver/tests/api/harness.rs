@@ -1,5 +1,6 @@
-//! Test harness: a running server, a kube client built from the kubeconfig it writes, a raw HTTP
-//! client for exact bodies and watch streams, and time limits for everything.
+//! Test harness: a running server, kube clients built from the kubeconfigs it writes (the admin's,
+//! or a ServiceAccount's), a raw HTTP client for exact bodies and watch streams (as the admin unless
+//! told otherwise), and time limits for everything.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
+use wsgate_test_apiserver::authn::ADMIN_TOKEN;
 use wsgate_test_apiserver::{Config, TestApiServer};
 
 /// Fails the test if `fut` takes longer than `secs`.
@@ -50,6 +52,19 @@ impl Drop for TempDir {
     }
 }
 
+async fn client_from(kubeconfig: &Path) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// What a test needs to act as a ServiceAccount.
+pub struct ServiceAccountAccess {
+    pub token: String,
+    pub kubeconfig: PathBuf,
+    pub client: kube::Client,
+}
+
 /// A running server plus ways to talk to it.
 pub struct Cluster {
     pub server: TestApiServer,
@@ -75,23 +90,59 @@ impl Cluster {
         self.dir.path().join("kubeconfig")
     }
 
-    /// A kube client configured from the kubeconfig file the server wrote.
+    /// A kube client configured from the kubeconfig file the server wrote (the admin).
     pub async fn client(&self) -> kube::Client {
-        let kc = Kubeconfig::read_from(self.kubeconfig_path()).expect("kubeconfig parses");
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("kube config");
-        kube::Client::try_from(config).expect("kube client")
+        client_from(&self.kubeconfig_path()).await
     }
 
-    fn request(&self, method: Method, path: &str, content_type: &str, body: Option<&Value>) -> Request<Full<Bytes>> {
+    /// A token for the ServiceAccount `namespace/name` (created first, by the admin, if missing), a
+    /// kubeconfig file using it, and a kube client made from that file.
+    pub async fn service_account(&self, namespace: &str, name: &str) -> ServiceAccountAccess {
+        let path = format!("/api/v1/namespaces/{namespace}/serviceaccounts");
+        let (s, body) = self.raw(Method::POST, &path, Some(&serde_json::json!({"metadata": {"name": name}}))).await;
+        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "create ServiceAccount: {body}");
+        let token = self.server.service_account_token(namespace, name).expect("the ServiceAccount exists");
+        let kubeconfig = self.dir.path().join(format!("kubeconfig-{namespace}-{name}"));
+        self.server.write_kubeconfig_for_token(&kubeconfig, &token).expect("kubeconfig written");
+        let client = client_from(&kubeconfig).await;
+        ServiceAccountAccess { token, kubeconfig, client }
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Request<Full<Bytes>> {
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.server.url()))
             .header("content-type", content_type)
-            .header("accept", "application/json")
-            .body(Full::new(bytes))
-            .expect("request builds")
+            .header("accept", "application/json");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        req.body(Full::new(bytes)).expect("request builds")
+    }
+
+    /// One JSON request with `token` (`None`: no credentials); returns the status and the decoded body.
+    pub async fn raw_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let req = self.request(method, path, "application/json", token, body);
+        let resp = within(10, path, self.http.request(req)).await.expect("response");
+        let status = resp.status();
+        let bytes = within(10, path, resp.into_body().collect()).await.expect("body").to_bytes();
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
     }
 
     /// One request with a raw body; returns the status and the body as text.
@@ -100,6 +151,7 @@ impl Cluster {
             .method(method)
             .uri(format!("{}{path}", self.server.url()))
             .header("content-type", content_type)
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
             .body(Full::new(Bytes::from(body.to_string())))
             .expect("request builds");
         let resp = within(10, path, self.http.request(req)).await.expect("response");
@@ -115,7 +167,8 @@ impl Cluster {
 
     /// One request with an explicit content type.
     pub async fn raw_typed(&self, method: Method, path: &str, ct: &str, body: Option<&Value>) -> (StatusCode, Value) {
-        let resp = within(10, path, self.http.request(self.request(method, path, ct, body))).await.expect("response");
+        let req = self.request(method, path, ct, Some(ADMIN_TOKEN), body);
+        let resp = within(10, path, self.http.request(req)).await.expect("response");
         let status = resp.status();
         let bytes = within(10, path, resp.into_body().collect()).await.expect("body").to_bytes();
         let value =
@@ -126,9 +179,8 @@ impl Cluster {
     /// Opens a watch (GET `path`) and returns its event lines until `done` says stop, the stream
     /// ends, or `secs` pass.
     pub async fn watch_lines(&self, path: &str, secs: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let resp = within(10, path, self.http.request(self.request(Method::GET, path, "application/json", None)))
-            .await
-            .expect("watch response");
+        let req = self.request(Method::GET, path, "application/json", Some(ADMIN_TOKEN), None);
+        let resp = within(10, path, self.http.request(req)).await.expect("watch response");
         assert_eq!(resp.status(), StatusCode::OK, "watch {path}");
         let mut body = resp.into_body();
         let mut buf = Vec::new();

@@ -1,5 +1,6 @@
 //! kubectl against the server: `create/get/replace/delete -f` for each kind wsgate's e2e tests
-//! use, `apply` (client- and server-side) and `wait`. kubectl comes from `$KUBECTL` or `PATH`; if
+//! use, `apply` (client- and server-side), `wait`, and kubectl as a ServiceAccount (over HTTPS: it
+//! sends credentials only over TLS). kubectl comes from `$KUBECTL` or `PATH`; if
 //! there is none the tests fail (they never skip).
 
 use std::path::{Path, PathBuf};
@@ -25,15 +26,22 @@ fn kubectl_binary() -> PathBuf {
     })
 }
 
-/// kubectl bound to one cluster, with its own discovery cache.
+/// kubectl bound to one cluster and user, with its own discovery cache.
 struct Kubectl<'a> {
     cluster: &'a Cluster,
     binary: PathBuf,
+    kubeconfig: PathBuf,
 }
 
 impl<'a> Kubectl<'a> {
+    /// kubectl as the admin.
     fn new(cluster: &'a Cluster) -> Self {
-        Kubectl { cluster, binary: kubectl_binary() }
+        Kubectl { cluster, binary: kubectl_binary(), kubeconfig: cluster.kubeconfig_path() }
+    }
+
+    /// kubectl with another kubeconfig (another user).
+    fn with_kubeconfig(cluster: &'a Cluster, kubeconfig: PathBuf) -> Self {
+        Kubectl { cluster, binary: kubectl_binary(), kubeconfig }
     }
 
     /// Runs kubectl; returns (success, stdout, stderr).
@@ -41,7 +49,7 @@ impl<'a> Kubectl<'a> {
         let dir = self.cluster.dir.path();
         let mut cmd = tokio::process::Command::new(&self.binary);
         cmd.arg("--kubeconfig")
-            .arg(self.cluster.kubeconfig_path())
+            .arg(&self.kubeconfig)
             .arg("--cache-dir")
             .arg(dir.join("kubectl-cache"))
             .args(args)
@@ -291,4 +299,37 @@ async fn generator_commands_send_protobuf_that_the_server_decodes() {
     let (ok, _, stderr) = k.run(&["create", "deployment", "d", "-n", "gen", "--image=nginx"]).await;
     assert!(!ok, "kinds without a protobuf table are refused, not guessed");
     assert!(stderr.contains("unknown format"), "{stderr}");
+}
+
+#[tokio::test]
+async fn kubectl_as_a_service_account_is_authorized_by_rbac() {
+    let c = Cluster::start().await;
+    let robot = c.service_account("default", "robot").await;
+    let k = Kubectl::with_kubeconfig(&c, robot.kubeconfig.clone());
+    let (ok, _, stderr) = k.run(&["get", "configmaps", "-n", "default"]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "Error from server (Forbidden): configmaps is forbidden: User \"system:serviceaccount:default:robot\" \
+             cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        ),
+        "{stderr}"
+    );
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                      "metadata": {"name": "cm", "namespace": "default"},
+                      "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create"]}]});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                         "metadata": {"name": "robot-cm", "namespace": "default"},
+                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm"},
+                         "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "default"}]});
+    let admin = Kubectl::new(&c);
+    let file = write(c.dir.path(), "rbac.yaml", &role);
+    admin.ok(&["apply", "-f", &file]).await;
+    let file = write(c.dir.path(), "binding.yaml", &binding);
+    admin.ok(&["apply", "-f", &file]).await;
+    let out = k.ok(&["create", "configmap", "made-by-robot", "-n", "default", "--from-literal=k=v"]).await;
+    assert!(out.contains("configmap/made-by-robot created"), "{out}");
+    assert!(k.ok(&["get", "configmaps", "-n", "default"]).await.contains("made-by-robot"));
+    let (ok, _, stderr) = k.run(&["delete", "configmap", "made-by-robot", "-n", "default"]).await;
+    assert!(!ok && stderr.contains("cannot delete resource \"configmaps\""), "{stderr}");
 }

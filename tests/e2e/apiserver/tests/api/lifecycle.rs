@@ -99,7 +99,7 @@ async fn binary_writes_a_kubeconfig_and_prints_its_address() {
     let addr: std::net::SocketAddr = line.trim().parse().expect("an address");
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig written");
-    assert!(text.contains(&format!("server: http://{addr}")), "{text}");
+    assert!(text.contains(&format!("server: https://{addr}")), "{text}");
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("parses");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
     let client = kube::Client::try_from(config).expect("client");

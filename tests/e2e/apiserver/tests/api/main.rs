@@ -7,4 +7,5 @@ mod discovery;
 mod harness;
 mod kubectl;
 mod lifecycle;
+mod rbac;
 mod watch;

@@ -269,6 +269,7 @@ async fn metadata_only_clients_get_partial_object_metadata() {
     let path = "/api/v1/namespaces/default/secrets?watch=1&timeoutSeconds=2";
     let req = hyper::Request::get(format!("{}{path}", c.server.url()))
         .header("accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json")
+        .header("authorization", format!("Bearer {}", wsgate_test_apiserver::authn::ADMIN_TOKEN))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .expect("request");
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
