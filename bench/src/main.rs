@@ -46,6 +46,27 @@ enum Command {
     Smoke(CommonArgs),
     /// Run an echo backend on the given addresses (used by the driver).
     Echo { addrs: Vec<SocketAddr> },
+    /// One workload against one target for a long window, for profiling (`perf record -p PID`).
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug)]
+struct LoadArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// upgrades, echo (64 B), large (64 KiB), idle.
+    workload: String,
+    /// direct, nginx, haproxy or wsgate.
+    #[arg(long, default_value = "wsgate")]
+    target: String,
+    /// Connections (echo workloads), handshakers (upgrades) or WebSockets (idle).
+    #[arg(long, default_value_t = 100)]
+    conns: usize,
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Seconds to wait after the target is up (time to attach a profiler to the printed pid).
+    #[arg(long, default_value_t = 2.0)]
+    pause: f64,
 }
 
 #[derive(Args, Debug)]
@@ -103,6 +124,7 @@ fn main() -> ExitCode {
         Command::Echo { addrs } => echo::run(&addrs),
         Command::All(args) => in_runtime(run_all(args)),
         Command::Smoke(args) => in_runtime(run_smoke(args)),
+        Command::Load(args) => in_runtime(run_load(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,6 +272,31 @@ async fn run_smoke(args: CommonArgs) -> anyhow::Result<()> {
         bail!("smoke failed: {} errors, {dropped} dropped WebSockets", results.total_errors());
     }
     println!("smoke: every workload ran against wsgate without an error");
+    Ok(())
+}
+
+async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    let kind = Kind::parse(&args.target).with_context(|| format!("unknown target {:?}", args.target))?;
+    procs::raise_nofile();
+    let wsgate = if kind == Kind::Wsgate { Some(wsgate_binary(args.common.wsgate, true)?) } else { None };
+    let work = Work::create(args.common.keep)?;
+    let backends = Backends::start(&work.path).await?;
+    let mut target = Target::start(kind, &work.path, &backends, wsgate.as_ref()).await?;
+    eprintln!("{} pid {}", kind.name(), target.proc.as_ref().map_or(0, procs::Proc::pid));
+    tokio::time::sleep(Duration::from_secs_f64(args.pause)).await;
+    let timing = Timing { warmup: Duration::from_millis(500), window: Duration::from_secs_f64(args.seconds) };
+    let w = match args.workload.as_str() {
+        "upgrades" => load::upgrades(&target, args.conns, timing).await,
+        "echo" => load::echo(&target, args.conns, 64, timing).await,
+        "large" => load::echo(&target, args.conns, 64 * 1024, timing).await,
+        "idle" => {
+            let idle = load::idle(&mut target, args.conns).await?;
+            println!("{} open, {:.0} B RSS each, {} errors", idle.opened, idle.bytes_per_conn, idle.errors);
+            return Ok(());
+        }
+        other => bail!("unknown workload {other:?}"),
+    };
+    println!("{:.0}/s, {:.2} CPU s per million, {} errors", w.rate(), w.cpu_per_million(), w.errors);
     Ok(())
 }
 

@@ -220,15 +220,26 @@ fn switch(
             Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
         }
     };
-    tokio::spawn(task.instrument(Span::current()));
+    // why not always instrument: with debug spans off (the default), the wrapper is pure overhead on
+    // every poll of a long-lived, busy task.
+    let span = Span::current();
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
+    }
     Response::from_parts(parts, ProxyBody::empty())
 }
 
 /// Recovers the TCP socket (and bytes read past the handshake) from an upgraded connection. Both sides
 /// are served over `TokioIo<TcpStream>`, so this only fails if that changes.
+///
+/// why copy the leftovers: hyper's `read_buf` is a view into its whole read buffer (8 KiB or more);
+/// keeping it would keep that buffer alive for the tunnel's life. The leftovers are usually empty.
 fn recover(upgraded: Upgraded) -> Option<(TcpStream, Bytes)> {
     let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
-    Some((parts.io.into_inner(), parts.read_buf))
+    let leftovers = if parts.read_buf.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&parts.read_buf) };
+    Some((parts.io.into_inner(), leftovers))
 }
 
 /// An open tunnel as the metrics see it: the gauge is up while it exists, its lifetime is observed when
