@@ -27,6 +27,7 @@
 mod balancer;
 mod body;
 mod error;
+mod fast_upgrade;
 mod forward;
 mod handshake;
 mod headers;

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //!   one thread per core, each a current-thread runtime with its own SO_REUSEPORT socket on the address:
-//!   accept ─► connection task (TCP_NODELAY, hyper http1 with upgrades, header size/time limits)
+//!   accept ─► connection task (TCP_NODELAY)
+//!               ├─ first request a WebSocket handshake with a route ─► fast_upgrade (no hyper)
+//!               └─ otherwise: hyper http1 with upgrades, header size/time limits, the bytes read so far
+//!                  put back in front
 //!               └─ per request: load the table once ─► lookup(host, path)
 //!                    ├─ no route           ─► 404
 //!                    ├─ Upgrade: websocket ─► websocket::proxy
@@ -47,6 +50,7 @@ use crate::routes::normalize_host;
 use super::Shared;
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::fast_upgrade::{self, First, Prefixed};
 use super::headers::ClientAddr;
 use super::{forward, handshake, websocket};
 
@@ -276,7 +280,16 @@ async fn connection(
         debug!(%error, "could not set TCP_NODELAY");
     }
     let mut phase = drain.phase.clone();
-    let client = Arc::new(Client { addr: ClientAddr::new(peer.ip(), listener_port), drain });
+    let addr = ClientAddr::new(peer.ip(), listener_port);
+    let (stream, prefix) = match fast_upgrade::read_first(&stream, &mut phase).await {
+        First::Gone => return,
+        First::Other(prefix) => (stream, prefix),
+        First::Upgrade(head) => match fast_upgrade::proxy(&shared, &addr, &drain, stream, head).await {
+            None => return,
+            Some(handed_back) => handed_back,
+        },
+    };
+    let client = Arc::new(Client { addr, drain });
     let service = service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
         let client = Arc::clone(&client);
@@ -289,8 +302,10 @@ async fn connection(
         );
         async move { Ok::<_, Infallible>(handle(&shared, &client, req).await) }.instrument(span)
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-    tokio::pin!(conn);
+    let io = TokioIo::new(Prefixed::new(prefix, stream));
+    // why boxed: hyper's connection state is large; inline it would make every connection task (and its
+    // spawn-time copy) that large, WebSocket handshakes on the fast path included.
+    let mut conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
     let mut draining = false;
     loop {
         tokio::select! {
