@@ -341,8 +341,17 @@ async fn run(plan: &Plan, wsgate: Option<&WsgateBinary>, keep: bool) -> anyhow::
         }
         for target in &targets {
             let w = load::upgrades(target, plan.handshakers, timing).await;
-            eprintln!("  {:8} upgrades/s {:.0} ({} errors)", target.kind.name(), w.rate(), w.errors);
+            eprintln!(
+                "  {:8} upgrades/s {:.0}, {:.0} CPU µs each ({} errors)",
+                target.kind.name(),
+                w.rate(),
+                w.cpu_per_million(),
+                w.errors
+            );
             results.add(Metric::Upgrades, target.kind, w.rate());
+            if target.kind != Kind::Direct {
+                results.add(Metric::CpuUpgrade, target.kind, w.cpu_per_million());
+            }
             results.add_errors(target.kind, w.errors);
         }
         for (conns, metric, cpu_metric) in

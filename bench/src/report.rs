@@ -24,6 +24,7 @@ pub enum Metric {
     Lat999,
     Cpu100,
     Cpu1000,
+    CpuUpgrade,
 }
 
 impl Metric {
@@ -42,6 +43,9 @@ impl Metric {
             Metric::Lat999 => format!("p99.9 round trip µs (added vs direct), {}", facts.latency_load),
             Metric::Cpu100 => {
                 format!("proxy CPU s per million 64 B msgs, {} connections", group(facts.small_conns as f64))
+            }
+            Metric::CpuUpgrade => {
+                format!("proxy CPU µs per upgrade (CPU s per million), {} concurrent handshakers", facts.handshakers)
             }
             Metric::Cpu1000 => {
                 format!("proxy CPU s per million 64 B msgs, {} connections", group(facts.many_conns as f64))
@@ -103,6 +107,32 @@ impl Results {
         median(self.rounds.get(&metric)?.get(&kind)?)
     }
 
+    /// The median over rounds of `f(a, b)`, with a and b measured in the same round: rounds are minutes
+    /// apart and a shared machine drifts, so ratios are taken within a round before the median.
+    fn paired(&self, metric: Metric, a: Kind, b: Kind, f: impl Fn(f64, f64) -> Option<f64>) -> Option<f64> {
+        let by_kind = self.rounds.get(&metric)?;
+        let (xs, ys) = (by_kind.get(&a)?, by_kind.get(&b)?);
+        let values: Vec<f64> = xs.iter().zip(ys).filter_map(|(x, y)| f(*x, *y)).collect();
+        median(&values)
+    }
+
+    /// Median of the per-round ratios `kind ÷ nginx`; for latency, of the latency each adds to direct.
+    fn ratio_to_nginx(&self, metric: Metric, kind: Kind) -> Option<f64> {
+        if metric.is_latency() {
+            let by_kind = self.rounds.get(&metric)?;
+            let (ours, nginx, direct) = (by_kind.get(&kind)?, by_kind.get(&Kind::Nginx)?, by_kind.get(&Kind::Direct)?);
+            let values: Vec<f64> = ours
+                .iter()
+                .zip(nginx)
+                .zip(direct)
+                .filter(|((_, b), d)| **b - **d > 0.0)
+                .map(|((a, b), d)| (a - d) / (b - d))
+                .collect();
+            return median(&values);
+        }
+        self.paired(metric, kind, Kind::Nginx, |a, b| (b > 0.0).then(|| a / b))
+    }
+
     pub fn total_errors(&self) -> u64 {
         self.errors.values().sum()
     }
@@ -152,16 +182,9 @@ impl Results {
                 let _ = write!(out, " {cell} |");
             }
             for kind in &ratio_columns {
-                let ours = self.median(metric, *kind);
-                let nginx = self.median(metric, Kind::Nginx);
-                let cell = match (ours, nginx) {
-                    // Latency: the ratio of the latency each proxy adds.
-                    (Some(a), Some(b)) if metric.is_latency() => match direct {
-                        Some(d) if b - d > 0.0 => format!("{:.2}×", (a - d) / (b - d)),
-                        _ => "—".to_string(),
-                    },
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
-                    _ => "—".to_string(),
+                let cell = match self.ratio_to_nginx(metric, *kind) {
+                    Some(ratio) => format!("{ratio:.2}×"),
+                    None => "—".to_string(),
                 };
                 let _ = write!(out, " {cell} |");
             }
@@ -209,6 +232,11 @@ impl Results {
         }
         out.push('\n');
 
+        out.push_str(
+            "\nValues are medians over the rounds. A ratio column is the median of the per-round ratios (both \
+             figures from the same round); for latency it compares the latency each proxy adds to direct. Higher \
+             is better for rates, lower for memory, latency and CPU.\n",
+        );
         out.push_str("\nPer round (in the order measured):\n\n");
         for (metric, by_kind) in &self.rounds {
             let _ = write!(out, "- {}:", metric.label(&self.facts));
