@@ -39,6 +39,9 @@ pub enum ProxyError {
     /// The backend accepted the connection, then reset it or spoke broken HTTP.
     #[error("the backend failed: {0}")]
     Backend(#[source] hyper::Error),
+    /// The same, seen by the fast upgrade path (which speaks HTTP/1.1 to the backend itself).
+    #[error("the backend failed: {0}")]
+    BackendStream(#[source] io::Error),
     /// The backend answered 101 without a correct `Sec-WebSocket-Accept`.
     #[error("the backend answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
     BadAccept,
@@ -69,7 +72,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BadAccept => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BackendStream(_) | ProxyError::BadAccept => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
@@ -79,9 +84,11 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::NoRoute { .. } | ProxyError::NoEndpoint => Side::Config,
-            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BadAccept | ProxyError::Timeout(_) => {
-                Side::Backend
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Backend(_)
+            | ProxyError::BackendStream(_)
+            | ProxyError::BadAccept
+            | ProxyError::Timeout(_) => Side::Backend,
             ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => Side::Client,
         }
     }
@@ -90,7 +97,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => UpgradeOutcome::NoRoute,
             ProxyError::NoEndpoint => UpgradeOutcome::NoEndpoint,
-            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BadAccept => UpgradeOutcome::BackendError,
+            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BackendStream(_) | ProxyError::BadAccept => {
+                UpgradeOutcome::BackendError
+            }
             ProxyError::Timeout(_) => UpgradeOutcome::Timeout,
             ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => UpgradeOutcome::BadRequest,
         }
@@ -104,7 +113,9 @@ impl ProxyError {
             }
             ProxyError::NoEndpoint => "no ready endpoint for this route\n".to_string(),
             ProxyError::Connect(_) => "could not connect to the backend\n".to_string(),
-            ProxyError::Backend(_) => "the backend closed the connection or answered with broken HTTP\n".to_string(),
+            ProxyError::Backend(_) | ProxyError::BackendStream(_) => {
+                "the backend closed the connection or answered with broken HTTP\n".to_string()
+            }
             ProxyError::Timeout(_) => "the backend did not answer in time\n".to_string(),
             other => format!("{other}\n"),
         }

@@ -19,14 +19,26 @@
 //!                                                               idle timeout, metrics on close
 //! ```
 //!
-//! Modules: `server` (listener, connections, drain), `forward` (plain HTTP), `websocket`
-//! (upgrades), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `headers` (hop-by-hop
-//! and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend connections),
-//! `body` (the response body type), `error` (error → response, in one place).
+//! How it runs (each choice measured with `wsgate-bench`, see bench/README.md):
+//!
+//! - one thread per core, each a current-thread tokio runtime with its own SO_REUSEPORT socket: a
+//!   connection, its backend socket and its tunnel stay on the thread that accepted it (`server`);
+//! - the first request of a connection is read by `fast_upgrade`: a WebSocket handshake is proxied
+//!   there without hyper on either side; everything else (and every later request) goes to hyper;
+//! - a tunnel owns two sockets, a timer and counters, no buffer: reads go through one 64 KiB buffer
+//!   per thread, and a read that empties the socket clears its readiness, so a relayed message costs
+//!   one `recv` and one `send` (`tunnel`).
+//!
+//! Modules: `server` (threads, listeners, connections, drain), `fast_upgrade` (the first request:
+//! handshakes without hyper), `forward` (plain HTTP), `websocket` (upgrades through hyper, and the tunnel
+//! task both paths share), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `headers`
+//! (hop-by-hop and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend
+//! connections), `body` (the response body type), `error` (error → response, in one place).
 
 mod balancer;
 mod body;
 mod error;
+mod fast_upgrade;
 mod forward;
 mod handshake;
 mod headers;

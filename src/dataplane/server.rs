@@ -1,7 +1,11 @@
 //! The listener: accepting connections, serving HTTP/1.1 on each, routing every request, and draining.
 //!
 //! ```text
-//!   accept ─► connection task (TCP_NODELAY, hyper http1 with upgrades, header size/time limits)
+//!   one thread per core, each a current-thread runtime with its own SO_REUSEPORT socket on the address:
+//!   accept ─► connection task (TCP_NODELAY)
+//!               ├─ first request a WebSocket handshake with a route ─► fast_upgrade (no hyper)
+//!               └─ otherwise: hyper http1 with upgrades, header size/time limits, the bytes read so far
+//!                  put back in front
 //!               └─ per request: load the table once ─► lookup(host, path)
 //!                    ├─ no route           ─► 404
 //!                    ├─ Upgrade: websocket ─► websocket::proxy
@@ -11,6 +15,12 @@
 //!   flight finish, tunnels keep relaying ─► all drain tokens dropped, or `drain` elapsed ─► Closing:
 //!   whatever is left is closed ─► serve returns
 //! ```
+//!
+//! Why a runtime per core rather than tasks on the shared multi-threaded runtime: a WebSocket relay is a
+//! few syscalls per message, so the scheduler's cross-thread hand-offs (one worker owning epoll, waking
+//! the other) cost as much as the relay itself and add latency. With one epoll loop per thread, as in
+//! nginx, a connection, its backend socket and its tunnel live and die on one thread and never wake
+//! another. Measured with `wsgate-bench` (bench/README.md).
 //!
 //! Every connection task and every tunnel task holds a [`Drain`]: a clone of one channel sender (the
 //! channel closes when the last clone is dropped, which is how `serve` knows everything finished) plus
@@ -29,6 +39,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument as _, Span, debug, debug_span, info, warn};
@@ -39,6 +50,7 @@ use crate::routes::normalize_host;
 use super::Shared;
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::fast_upgrade::{self, First, Prefixed};
 use super::headers::ClientAddr;
 use super::{forward, handshake, websocket};
 
@@ -51,6 +63,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Pause after an accept error that is not about one connection (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Backlog of the per-worker listening sockets (tokio's default for `TcpListener::bind`).
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// Where the listener is in its shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +105,6 @@ pub async fn serve(
     drain: Duration,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
-    info!(address = %local, "dataplane listening");
     let (token, mut finished) = mpsc::channel::<()>(1);
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let mut builder = http1::Builder::new();
@@ -102,27 +115,28 @@ pub async fn serve(
         .keep_alive(true);
     let builder = Arc::new(builder);
 
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let drain = Drain { _token: token.clone(), phase: phase_rx.clone() };
-                    let task = connection(Arc::clone(&shared), Arc::clone(&builder), stream, peer, local.port(), drain);
-                    tokio::spawn(task.instrument(debug_span!("conn", peer = %peer)));
-                }
-                Err(error) if is_per_connection(&error) => debug!(%error, "accept failed"),
-                Err(error) => {
-                    warn!(%error, "accept failed; pausing before the next accept");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            }
-        }
+    // Dropping these senders (this future ending or being dropped) stops the workers' accepting and
+    // then their runtimes, so no worker thread outlives `serve`.
+    let (accepting, accepting_rx) = watch::channel(true);
+    let (exit, exit_rx) = watch::channel(false);
+    let listeners = per_worker_listeners(listener, worker_count())?;
+    let workers = listeners.len();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let worker = Worker {
+            shared: Arc::clone(&shared),
+            builder: Arc::clone(&builder),
+            port: local.port(),
+            token: token.clone(),
+            phase: phase_rx.clone(),
+            accepting: accepting_rx.clone(),
+            exit: exit_rx.clone(),
+        };
+        std::thread::Builder::new().name(format!("wsgate-dataplane-{index}")).spawn(move || worker.run(listener))?;
     }
+    info!(address = %local, workers, "dataplane listening");
 
-    drop(listener);
+    shutdown.await;
+    let _ = accepting.send(false);
     info!(address = %local, drain_seconds = drain.as_secs_f64(), "dataplane stopped accepting; draining");
     let _ = phase.send(Phase::Draining);
     drop(token);
@@ -131,8 +145,118 @@ pub async fn serve(
         let _ = phase.send(Phase::Closing);
         let _ = tokio::time::timeout(CLOSE_GRACE, finished.recv()).await;
     }
+    let _ = exit.send(true);
     info!(address = %local, "dataplane stopped");
     Ok(())
+}
+
+/// Dataplane threads: one per core.
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One listening socket per worker. Each worker gets its own socket in one SO_REUSEPORT group, so the
+/// kernel spreads new connections over the workers and wakes only the one that gets the connection.
+/// If the group cannot be formed, the workers share duplicates of the one socket (every idle worker
+/// then wakes for each connection, and one of them wins the accept).
+///
+/// SO_REUSEPORT lets other sockets of the same user join the port; wsgate binds its own port, so that
+/// changes nothing for other users.
+fn per_worker_listeners(listener: TcpListener, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = listener.into_std()?;
+    let local = first.local_addr()?;
+    let reuse = SockRef::from(&first).set_reuse_port(true).is_ok();
+    let mut all = Vec::with_capacity(count.max(1));
+    for _ in 1..count {
+        let sibling = if reuse { reuse_port_sibling(local) } else { Err(io::ErrorKind::Unsupported.into()) };
+        match sibling {
+            Ok(sibling) => all.push(sibling),
+            Err(error) => {
+                debug!(%error, "no SO_REUSEPORT sibling; sharing the listening socket");
+                all.push(first.try_clone()?);
+            }
+        }
+    }
+    all.insert(0, first);
+    Ok(all)
+}
+
+fn reuse_port_sibling(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// One dataplane thread: a current-thread runtime that accepts on its own socket and runs every
+/// connection and tunnel it accepted.
+struct Worker {
+    shared: Arc<Shared>,
+    builder: Arc<http1::Builder>,
+    port: u16,
+    token: mpsc::Sender<()>,
+    phase: watch::Receiver<Phase>,
+    accepting: watch::Receiver<bool>,
+    exit: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn run(self, listener: std::net::TcpListener) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "cannot start a dataplane thread");
+                return;
+            }
+        };
+        // Whatever is still running when this returns is dropped with the runtime: by then `serve`
+        // has drained (or given up at the deadline) and said so through `exit`.
+        runtime.block_on(self.serve(listener));
+    }
+
+    async fn serve(mut self, listener: std::net::TcpListener) {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, "cannot register the listening socket");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                biased;
+                changed = self.accepting.changed() => {
+                    if changed.is_err() || !*self.accepting.borrow_and_update() {
+                        break;
+                    }
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let drain = Drain { _token: self.token.clone(), phase: self.phase.clone() };
+                        let task = connection(Arc::clone(&self.shared), Arc::clone(&self.builder), stream, peer, self.port, drain);
+                        let span = debug_span!("conn", peer = %peer);
+                        // why not always instrument: a disabled span only costs on every poll.
+                        if span.is_disabled() {
+                            tokio::spawn(task);
+                        } else {
+                            tokio::spawn(task.instrument(span));
+                        }
+                    }
+                    Err(error) if is_per_connection(&error) => debug!(%error, "accept failed"),
+                    Err(error) => {
+                        warn!(%error, "accept failed; pausing before the next accept");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        drop(self.token);
+        let _ = self.exit.wait_for(|exit| *exit).await;
+    }
 }
 
 /// Accept errors that concern one connection only, not the listener.
@@ -156,7 +280,16 @@ async fn connection(
         debug!(%error, "could not set TCP_NODELAY");
     }
     let mut phase = drain.phase.clone();
-    let client = Arc::new(Client { addr: ClientAddr::new(peer.ip(), listener_port), drain });
+    let addr = ClientAddr::new(peer.ip(), listener_port);
+    let (stream, prefix) = match fast_upgrade::read_first(&stream, &mut phase).await {
+        First::Gone => return,
+        First::Other(prefix) => (stream, prefix),
+        First::Upgrade(head) => match fast_upgrade::proxy(&shared, &addr, &drain, stream, head).await {
+            None => return,
+            Some(handed_back) => handed_back,
+        },
+    };
+    let client = Arc::new(Client { addr, drain });
     let service = service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
         let client = Arc::clone(&client);
@@ -169,8 +302,10 @@ async fn connection(
         );
         async move { Ok::<_, Infallible>(handle(&shared, &client, req).await) }.instrument(span)
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-    tokio::pin!(conn);
+    let io = TokioIo::new(Prefixed::new(prefix, stream));
+    // why boxed: hyper's connection state is large; inline it would make every connection task (and its
+    // spawn-time copy) that large, WebSocket handshakes on the fast path included.
+    let mut conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
     let mut draining = false;
     loop {
         tokio::select! {

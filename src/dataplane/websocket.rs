@@ -14,6 +14,7 @@
 //! metric handles and a drain token. It never looks at the route table again, so table swaps cannot
 //! touch it.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,6 +37,7 @@ use super::Shared;
 use super::balancer::Lease;
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::fast_upgrade::Prefixed;
 use super::forward::{MAX_TRIES, log_failure, note_connect_failure, prepare_head};
 use super::handshake;
 use super::headers::{ClientAddr, remove_hop_by_hop};
@@ -69,6 +71,13 @@ pub async fn proxy(
             (error.into_response(true), outcome)
         }
     };
+    account(shared, route, outcome, started);
+    debug!(status = response.status().as_u16(), outcome = outcome.as_str(), "upgrade answered");
+    response
+}
+
+/// Counts one answered handshake: its outcome and, when a backend took part, its latency.
+pub fn account(shared: &Shared, route: &Route, outcome: UpgradeOutcome, started: Instant) {
     let metrics = &shared.metrics;
     metrics.websocket_upgrades_total.with_label_values(&[&*route.id, outcome.as_str()]).inc();
     let reached_backend = matches!(
@@ -82,8 +91,6 @@ pub async fn proxy(
             .with_label_values(&[&*route.id])
             .observe(started.elapsed().as_secs_f64());
     }
-    debug!(status = response.status().as_u16(), outcome = outcome.as_str(), "upgrade answered");
-    response
 }
 
 async fn upgrade(
@@ -177,39 +184,64 @@ fn switch(
     parts.headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     parts.headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
 
-    let metrics = &shared.metrics;
-    let id: &str = &route.id;
-    let session = Session::open(
-        metrics.websocket_connections_active.with_label_values(&[id]),
-        metrics.websocket_connection_duration_seconds.with_label_values(&[id]),
-    );
-    let upstream = Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Upstream.as_str()]));
-    let downstream = Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Downstream.as_str()]));
-    let idle_timeout = route.policy.idle_timeout;
-    let mut drain = drain.clone();
-    let task = async move {
-        // Held for the task's whole life: the drain waits for it, the balancer counts it, the gauge
-        // goes down when it ends however it ends.
-        let _lease = lease;
-        let _session = session;
+    let setup = TunnelSetup::new(shared, drain, route, lease);
+    spawn_tunnel(async move {
         let ends = tokio::try_join!(client_upgrade, backend_upgrade);
         // The 101 has been processed by then; the connection's request sender is no longer needed.
         drop(sender);
-        let ends = match ends.map(|(client, backend)| (recover(client), recover(backend))) {
+        match ends.map(|(client, backend)| (recover(client), recover(backend))) {
             Ok((Some((client, client_buffered)), Some((backend, backend_buffered)))) => {
-                Ends { client, client_buffered, backend, backend_buffered }
+                setup.run(Ends { client, client_buffered, backend, backend_buffered }).await;
             }
-            Ok(_) => {
-                tracing::error!("upgraded connection is not a TCP stream; closing the tunnel");
-                return;
-            }
-            Err(error) => {
-                debug!(%error, "upgrade did not complete");
-                return;
-            }
-        };
+            Ok(_) => tracing::error!("upgraded connection is not a TCP stream; closing the tunnel"),
+            Err(error) => debug!(%error, "upgrade did not complete"),
+        }
+    });
+    Response::from_parts(parts, ProxyBody::empty())
+}
+
+/// Everything a tunnel task owns besides its sockets, taken when the 101 is relayed: the endpoint lease,
+/// the session metrics, the byte meters, the idle timeout and a drain token. It never looks at the route
+/// table again, so table swaps cannot touch it.
+pub struct TunnelSetup {
+    lease: Lease,
+    session: Session,
+    upstream: Meter,
+    downstream: Meter,
+    idle_timeout: std::time::Duration,
+    drain: Drain,
+}
+
+impl TunnelSetup {
+    pub fn new(shared: &Shared, drain: &Drain, route: &Route, lease: Lease) -> TunnelSetup {
+        let metrics = &shared.metrics;
+        let id: &str = &route.id;
+        let session = Session::open(
+            metrics.websocket_connections_active.with_label_values(&[id]),
+            metrics.websocket_connection_duration_seconds.with_label_values(&[id]),
+        );
+        let upstream = Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Upstream.as_str()]));
+        let downstream =
+            Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Downstream.as_str()]));
+        TunnelSetup {
+            lease,
+            session,
+            upstream,
+            downstream,
+            idle_timeout: route.policy.idle_timeout,
+            drain: drain.clone(),
+        }
+    }
+
+    /// Relays until both sides closed, the idle timeout, an I/O error, or the drain deadline.
+    pub async fn run(self, ends: Ends) {
+        // Held for the tunnel's whole life: the drain waits for it, the balancer counts it, the gauge
+        // goes down when it ends however it ends.
+        let TunnelSetup { lease: _lease, session: _session, upstream, downstream, idle_timeout, mut drain } = self;
         let mut tunnel = Tunnel::new(ends, idle_timeout, upstream, downstream);
         let end = tokio::select! {
+            // why biased: no random branch order to draw on every poll of a busy tunnel.
+            biased;
             end = &mut tunnel => end,
             () = drain.closing() => Ok(End::Closed),
         };
@@ -219,16 +251,43 @@ fn switch(
             Ok(End::IdleTimeout) => debug!(bytes_up = up, bytes_down = down, "tunnel closed: idle timeout"),
             Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
         }
-    };
-    tokio::spawn(task.instrument(Span::current()));
-    Response::from_parts(parts, ProxyBody::empty())
+    }
 }
 
-/// Recovers the TCP socket (and bytes read past the handshake) from an upgraded connection. Both sides
-/// are served over `TokioIo<TcpStream>`, so this only fails if that changes.
+/// Spawns a tunnel task on this thread's runtime.
+pub fn spawn_tunnel(task: impl Future<Output = ()> + Send + 'static) {
+    // why not always instrument: with debug spans off (the default), the wrapper is pure overhead on
+    // every poll of a long-lived, busy task.
+    let span = Span::current();
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
+    }
+}
+
+/// Recovers the TCP socket (and bytes read past the handshake) from an upgraded connection. The client
+/// side is served over `TokioIo<Prefixed>` (see `fast_upgrade`), the backend side over
+/// `TokioIo<TcpStream>`; this only fails if that changes.
+///
+/// why copy the leftovers: hyper's `read_buf` is a view into its whole read buffer (8 KiB or more);
+/// keeping it would keep that buffer alive for the tunnel's life. The leftovers are usually empty.
 fn recover(upgraded: Upgraded) -> Option<(TcpStream, Bytes)> {
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
-    Some((parts.io.into_inner(), parts.read_buf))
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return Some((parts.io.into_inner(), copy_leftovers(&[], &parts.read_buf))),
+        Err(upgraded) => upgraded,
+    };
+    let parts = upgraded.downcast::<TokioIo<Prefixed>>().ok()?;
+    let (stream, unread) = parts.io.into_inner().into_parts();
+    Some((stream, copy_leftovers(&unread, &parts.read_buf)))
+}
+
+/// Copies bytes read ahead into a buffer of their own (usually nothing).
+fn copy_leftovers(first: &[u8], second: &[u8]) -> Bytes {
+    if first.is_empty() && second.is_empty() {
+        return Bytes::new();
+    }
+    Bytes::from([first, second].concat())
 }
 
 /// An open tunnel as the metrics see it: the gauge is up while it exists, its lifetime is observed when
@@ -248,7 +307,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.active.dec();
+        // why this order: whoever sees the gauge go down (a scrape, a test) also sees the duration.
         self.duration.observe(self.opened.elapsed().as_secs_f64());
+        self.active.dec();
     }
 }
