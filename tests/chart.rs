@@ -19,10 +19,12 @@
 //! `helm` comes from `$HELM` or PATH (`.ci/tools.sh` installs it). `WSGATE_UPDATE_CHART_README=1` rewrites the
 //! README's values table instead of failing when it is stale.
 
+#[path = "support/tools.rs"]
+mod tools;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -56,52 +58,15 @@ fn chart() -> PathBuf {
     root().join("charts/wsgate")
 }
 
-/// The helm binary: `$HELM`, else `helm` on PATH, else the one `.ci/tools.sh` installs (it fetches the
-/// pinned npm package once and caches it). Missing helm is a failure, never a skip.
+/// The helm binary (see `support/tools.rs`).
 fn helm() -> PathBuf {
     static HELM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    HELM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("HELM") {
-            return PathBuf::from(path);
-        }
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        if let Some(found) = std::env::split_paths(&path).map(|d| d.join("helm")).find(|c| c.is_file()) {
-            return found;
-        }
-        let out = Command::new("bash").arg(root().join(".ci/tools.sh")).output().expect("run .ci/tools.sh");
-        let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let helm = PathBuf::from(bin).join("helm");
-        assert!(
-            out.status.success() && helm.is_file(),
-            "helm not found (set HELM or put it on PATH), and `bash .ci/tools.sh` could not install it:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        helm
-    })
-    .clone()
+    HELM.get_or_init(|| tools::tool("HELM", "helm")).clone()
 }
 
 /// Runs a command to completion within HELM_TIMEOUT, killing it if it takes longer.
-fn run(mut command: Command) -> Output {
-    let description = format!("{command:?}");
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {description}: {error}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(HELM_TIMEOUT) {
-        Ok(output) => output.unwrap_or_else(|error| panic!("{description} failed to run: {error}")),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("{description} took longer than {HELM_TIMEOUT:?}");
-        }
-    }
+fn run(command: Command) -> Output {
+    tools::run(command, HELM_TIMEOUT)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -15,9 +15,8 @@
 //! `$KUBECTL`, else PATH, else `.ci/tools.sh`. A missing tool is a failure, never a skip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -32,6 +31,7 @@ use wsgate::crd::WebSocketRoute;
 
 use super::{LIVE, PORT, conditions, echo, ingress, ready, route, service, slice};
 use crate::harness::{self, Cluster, TempDir, TestNamespace, TestNet, Wsgate, eventually};
+use crate::tools;
 
 /// Longest any helm or kubectl invocation may take.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -43,55 +43,19 @@ fn root() -> PathBuf {
 }
 
 /// `$VAR`, else `name` on PATH, else the tools `.ci/tools.sh` installs (and caches).
-fn tool(var: &str, name: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if let Some(found) = std::env::split_paths(&path).map(|d| d.join(name)).find(|c| c.is_file()) {
-        return found;
-    }
-    let out = Command::new("bash").arg(root().join(".ci/tools.sh")).output().expect("run .ci/tools.sh");
-    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join(name);
-    assert!(
-        out.status.success() && bin.is_file(),
-        "{name} not found (set {var} or put it on PATH), and `bash .ci/tools.sh` could not install it:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
-}
-
 fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| tool("HELM", "helm"))
+    HELM.get_or_init(|| tools::tool("HELM", "helm"))
 }
 
 fn kubectl() -> &'static Path {
     static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
-    KUBECTL.get_or_init(|| tool("KUBECTL", "kubectl"))
+    KUBECTL.get_or_init(|| tools::tool("KUBECTL", "kubectl"))
 }
 
 /// Runs a command to completion within TOOL_TIMEOUT, killing it if it takes longer.
-fn run(mut command: Command) -> Output {
-    let description = format!("{command:?}");
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {description}: {error}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(TOOL_TIMEOUT) {
-        Ok(output) => output.unwrap_or_else(|error| panic!("{description} failed to run: {error}")),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("{description} took longer than {TOOL_TIMEOUT:?}");
-        }
-    }
+fn run(command: Command) -> Output {
+    tools::run(command, TOOL_TIMEOUT)
 }
 
 /// `helm template RELEASE charts/wsgate --namespace NS --include-crds [-f VALUES] [--set K=V]…` as JSON documents.

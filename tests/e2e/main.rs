@@ -8,6 +8,8 @@
 
 mod chart;
 mod harness;
+#[path = "../support/tools.rs"]
+mod tools;
 
 use std::time::Duration;
 
