@@ -599,10 +599,18 @@ async fn metrics_show_the_traffic() {
     assert_eq!(status, 200);
     let gateway_404 = Gateway::start(table(1, vec![])).await;
     gateway_404.get("a", "/").await;
-    let text = gateway.metrics.render();
-    assert_eq!(sample(&text, r#"wsgate_http_requests_total{code="200",route="test/echo"}"#), Some(2.0));
-    let text = gateway_404.metrics.render();
-    assert_eq!(sample(&text, r#"wsgate_http_requests_total{code="404",route=""}"#), Some(1.0));
+    // A request is counted when its response is done, which may be a moment after the client has it.
+    for (gateway, series, count) in [
+        (&gateway, r#"wsgate_http_requests_total{code="200",route="test/echo"}"#, 2.0),
+        (&gateway_404, r#"wsgate_http_requests_total{code="404",route=""}"#, 1.0),
+    ] {
+        within("requests counted", async {
+            while sample(&gateway.metrics.render(), series) != Some(count) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
