@@ -88,13 +88,6 @@ pub struct Head {
 /// Reads the first request head. Hyper's limits apply: the head must arrive within
 /// [`HEADER_READ_TIMEOUT`]; a connection that is still idle when the listener starts draining is closed.
 pub async fn read_first(stream: &TcpStream, phase: &mut watch::Receiver<Phase>) -> First {
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(stream, phase)).await {
-        Ok(first) => first,
-        Err(_) => First::Gone,
-    }
-}
-
-async fn read_head(stream: &TcpStream, phase: &mut watch::Receiver<Phase>) -> First {
     let mut buf = BytesMut::new();
     match read_at_once(stream, &mut buf) {
         Ok(0) => return First::Gone,
@@ -102,15 +95,32 @@ async fn read_head(stream: &TcpStream, phase: &mut watch::Receiver<Phase>) -> Fi
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
         Err(_) => return First::Gone,
     }
+    // why the timer only now: usually the whole head came with that first read, and a timer per
+    // connection (armed and cancelled at once) is not free.
+    if let Some(first) = complete(&mut buf) {
+        return first;
+    }
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(stream, phase, buf)).await {
+        Ok(first) => first,
+        Err(_) => First::Gone,
+    }
+}
+
+/// What `buf` holds, once that is decided: a complete head, or something the fast path leaves to hyper.
+fn complete(buf: &mut BytesMut) -> Option<First> {
+    if buf.is_empty() {
+        return None;
+    }
+    match head_length(buf) {
+        Some(Ok(len)) => Some(classify(std::mem::take(buf).freeze(), len)),
+        Some(Err(())) => Some(First::Other(std::mem::take(buf).freeze())),
+        None if buf.len() >= FAST_HEAD_LIMIT => Some(First::Other(std::mem::take(buf).freeze())),
+        None => None,
+    }
+}
+
+async fn read_head(stream: &TcpStream, phase: &mut watch::Receiver<Phase>, mut buf: BytesMut) -> First {
     loop {
-        if !buf.is_empty() {
-            match head_length(&buf) {
-                Some(Ok(len)) => return classify(buf.freeze(), len),
-                Some(Err(())) => return First::Other(buf.freeze()),
-                None if buf.len() >= FAST_HEAD_LIMIT => return First::Other(buf.freeze()),
-                None => {}
-            }
-        }
         tokio::select! {
             biased;
             changed = phase.changed() => {
@@ -131,6 +141,9 @@ async fn read_head(stream: &TcpStream, phase: &mut watch::Receiver<Phase>) -> Fi
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return First::Gone,
+        }
+        if let Some(first) = complete(&mut buf) {
+            return first;
         }
     }
 }
