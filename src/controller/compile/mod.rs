@@ -198,14 +198,7 @@ fn claim(claimants: &[Claimant], diagnostics: &mut Vec<Diagnostic>) -> Vec<Outco
                 }),
                 Some(&(owner, _)) => {
                     let message = format!("{matcher} is already served by {}", precedence(&claimants[owner], claimant));
-                    outcomes[at].conflicts.push(message.clone());
-                    diagnostics.push(Diagnostic {
-                        object: claimant.object.clone(),
-                        severity: Severity::Error,
-                        reason: Reason::Conflicted,
-                        field: candidate.field.clone(),
-                        message,
-                    });
+                    conflicted(&mut outcomes[at], diagnostics, claimant, &candidate.field, message);
                 }
             }
         }
@@ -218,19 +211,30 @@ fn claim(claimants: &[Claimant], diagnostics: &mut Vec<Diagnostic>) -> Vec<Outco
                 Some(owner) => {
                     let message =
                         format!("the default backend is already set by {}", precedence(&claimants[owner], claimant));
-                    outcomes[at].conflicts.push(message.clone());
-                    diagnostics.push(Diagnostic {
-                        object: claimant.object.clone(),
-                        severity: Severity::Error,
-                        reason: Reason::Conflicted,
-                        field: candidate.field.clone(),
-                        message,
-                    });
+                    conflicted(&mut outcomes[at], diagnostics, claimant, &candidate.field, message);
                 }
             }
         }
     }
     outcomes
+}
+
+/// Records a claim lost to an older object: on the loser's outcome and as an error diagnostic.
+fn conflicted(
+    outcome: &mut Outcome,
+    diagnostics: &mut Vec<Diagnostic>,
+    claimant: &Claimant,
+    field: &str,
+    message: String,
+) {
+    outcome.conflicts.push(message.clone());
+    diagnostics.push(Diagnostic {
+        object: claimant.object.clone(),
+        severity: Severity::Error,
+        reason: Reason::Conflicted,
+        field: field.to_string(),
+        message,
+    });
 }
 
 /// `Ingress default/old, which is older` (or `…, which sorts first by namespace and name`).
