@@ -18,6 +18,10 @@ WORKDIR /src
 # Dependencies first, in their own layer, so a source change does not download them again. `cargo fetch`
 # needs a target to read the manifest: empty stand-ins, replaced by the real sources below.
 COPY Cargo.toml Cargo.lock ./
+# The other workspace members (the benchmark, the e2e test API server) must be present for cargo to read
+# the workspace; only wsgate is built.
+COPY bench ./bench
+COPY tests/e2e/apiserver ./tests/e2e/apiserver
 RUN mkdir src && touch src/lib.rs && echo 'fn main() {}' > src/main.rs && cargo fetch --locked
 COPY src ./src
 COPY examples ./examples
