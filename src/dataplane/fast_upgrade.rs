@@ -22,7 +22,6 @@
 //! `remove_hop_by_hop`, `handshake::validate`, `check_accept`), so both paths forward the same heads.
 
 use std::io::{self, Read as _};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,7 +36,7 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{Instrument as _, Span, debug, debug_span, warn};
+use tracing::{Instrument as _, debug, debug_span, warn};
 
 use crate::metrics::UpgradeOutcome;
 use crate::routes::Route;
@@ -46,13 +45,13 @@ use super::Shared;
 use super::balancer::Lease;
 use super::body::ProxyBody;
 use super::error::ProxyError;
-use super::forward::{MAX_TRIES, log_failure, note_connect_failure, prepare_head};
+use super::forward::{log_failure, prepare_head};
 use super::handshake::{self, ClientHandshake};
 use super::headers::{ClientAddr, has_token, remove_hop_by_hop};
 use super::pool;
 use super::server::{Drain, HEADER_READ_TIMEOUT, Phase};
 use super::tunnel::Ends;
-use super::websocket::{TunnelSetup, account, spawn_tunnel};
+use super::websocket::{TunnelSetup, account, connect_upgrade_backend, spawn_tunnel};
 
 /// Largest first request head the fast path reads; a larger one goes to hyper (which allows 64 KiB).
 pub const FAST_HEAD_LIMIT: usize = 8 * 1024;
@@ -317,46 +316,13 @@ impl Exchange<'_> {
 
     /// Connects to an endpoint (trying the next one when a connect fails), sends the head, reads the answer's.
     async fn ask(&self, request: &[u8]) -> Result<Answer, ProxyError> {
-        let route = &*self.route;
-        let shared = self.shared;
-        let deadline = tokio::time::Instant::now() + route.policy.handshake_timeout;
-        // why a fixed array: no allocation for the handful of addresses tried.
-        let mut tried = [SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)); MAX_TRIES];
-        let mut attempts = 0;
-        let mut last_error = None;
-        loop {
-            let lease = match (attempts < MAX_TRIES).then(|| shared.balancer.pick(route, &tried[..attempts])).flatten()
-            {
-                Some(lease) => lease,
-                None => return Err(last_error.unwrap_or(ProxyError::NoEndpoint)),
-            };
-            let addr = lease.addr();
-            tried[attempts] = addr;
-            attempts += 1;
-            Span::current().record("endpoint", tracing::field::display(addr));
-            let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let mut backend = match pool::connect(addr, budget).await {
-                Ok(stream) => {
-                    shared.balancer.connected(addr);
-                    stream
-                }
-                Err(error) if error.kind() == io::ErrorKind::TimedOut && budget < pool::CONNECT_TIMEOUT => {
-                    // Our own deadline ran out, not the endpoint's patience: no failure to hold against it.
-                    return Err(ProxyError::Timeout(route.policy.handshake_timeout));
-                }
-                Err(error) => {
-                    note_connect_failure(shared, addr, &error);
-                    last_error = Some(ProxyError::Connect(error));
-                    continue;
-                }
-            };
-            backend.write_all(request).await.map_err(ProxyError::BackendStream)?;
-            let (bytes, head_len) = read_answer_head(&mut backend).await.map_err(ProxyError::BackendStream)?;
-            let (status, headers) = parse_answer(&bytes, head_len).ok_or_else(|| {
-                ProxyError::BackendStream(io::Error::new(io::ErrorKind::InvalidData, "malformed answer head"))
-            })?;
-            return Ok(Answer { backend, bytes, head_len, status, headers, lease });
-        }
+        let (mut backend, lease) = connect_upgrade_backend(self.shared, &self.route).await?;
+        backend.write_all(request).await.map_err(ProxyError::BackendStream)?;
+        let (bytes, head_len) = read_answer_head(&mut backend).await.map_err(ProxyError::BackendStream)?;
+        let (status, headers) = parse_answer(&bytes, head_len).ok_or_else(|| {
+            ProxyError::BackendStream(io::Error::new(io::ErrorKind::InvalidData, "malformed answer head"))
+        })?;
+        Ok(Answer { backend, bytes, head_len, status, headers, lease })
     }
 
     /// Relays a refusal (any status but 101) with its body, then closes the connection.

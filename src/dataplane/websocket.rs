@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -133,22 +134,35 @@ async fn exchange(
     route: &Route,
     parts: http::request::Parts,
 ) -> Result<(Response<Incoming>, SendRequest<Empty<Bytes>>, Lease), ProxyError> {
+    let (stream, lease) = connect_upgrade_backend(shared, route).await?;
+    let mut sender = pool::handshake(stream, true).await.map_err(ProxyError::Backend)?;
+    let request = Request::from_parts(parts, Empty::new());
+    let response = sender.send_request(request).await.map_err(ProxyError::Backend)?;
+    Ok((response, sender, lease))
+}
+
+/// Picks an endpoint and connects to it within the route's handshake timeout, moving on to the next
+/// endpoint when a connect fails (at most `MAX_TRIES`). Shared by both upgrade paths.
+pub(super) async fn connect_upgrade_backend(shared: &Shared, route: &Route) -> Result<(TcpStream, Lease), ProxyError> {
     let deadline = tokio::time::Instant::now() + route.policy.handshake_timeout;
-    let mut tried = Vec::with_capacity(MAX_TRIES);
+    // why a fixed array: no allocation for the handful of addresses tried.
+    let mut tried = [SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)); MAX_TRIES];
+    let mut attempts = 0;
     let mut last_error = None;
     loop {
-        let lease = match (tried.len() < MAX_TRIES).then(|| shared.balancer.pick(route, &tried)).flatten() {
+        let lease = match (attempts < MAX_TRIES).then(|| shared.balancer.pick(route, &tried[..attempts])).flatten() {
             Some(lease) => lease,
             None => return Err(last_error.unwrap_or(ProxyError::NoEndpoint)),
         };
         let addr = lease.addr();
-        tried.push(addr);
+        tried[attempts] = addr;
+        attempts += 1;
         Span::current().record("endpoint", tracing::field::display(addr));
         let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let stream = match pool::connect(addr, budget).await {
+        match pool::connect(addr, budget).await {
             Ok(stream) => {
                 shared.balancer.connected(addr);
-                stream
+                return Ok((stream, lease));
             }
             Err(error) if error.kind() == io::ErrorKind::TimedOut && budget < pool::CONNECT_TIMEOUT => {
                 // Our own deadline ran out, not the endpoint's patience: no failure to hold against it.
@@ -157,13 +171,8 @@ async fn exchange(
             Err(error) => {
                 note_connect_failure(shared, addr, &error);
                 last_error = Some(ProxyError::Connect(error));
-                continue;
             }
-        };
-        let mut sender = pool::handshake(stream, true).await.map_err(ProxyError::Backend)?;
-        let request = Request::from_parts(parts, Empty::new());
-        let response = sender.send_request(request).await.map_err(ProxyError::Backend)?;
-        return Ok((response, sender, lease));
+        }
     }
 }
 
