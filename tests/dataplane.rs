@@ -580,7 +580,9 @@ async fn metrics_show_the_traffic() {
         loop {
             let text = gateway.metrics.render();
             if sample(&text, r#"wsgate_websocket_connections_active{route="test/echo"}"#) == Some(0.0) {
-                return text;
+                // One render reads the duration histogram before the gauge (families come out sorted
+                // by name), so the close may land between the two reads: read again once it is seen.
+                return gateway.metrics.render();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
