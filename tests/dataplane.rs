@@ -340,7 +340,9 @@ async fn backend_refusal_is_relayed_unchanged() {
     assert_eq!(sample(&text, r#"wsgate_websocket_upgrades_total{outcome="rejected",route="test/echo"}"#), Some(1.0));
 }
 
-/// A backend that completes the handshake itself and then speaks raw TCP, to watch half-closes.
+/// A backend that completes the handshake itself and then speaks raw TCP, to watch how a tunnel ends.
+/// With `backend_first` it sends a last message and closes; otherwise it reads until the client's EOF,
+/// reports what it got, and keeps its own side open.
 async fn raw_backend(backend_first: bool) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -362,17 +364,16 @@ async fn raw_backend(backend_first: bool) -> (SocketAddr, tokio::sync::oneshot::
         );
         stream.write_all(answer.as_bytes()).await.expect("write 101");
         if backend_first {
-            stream.write_all(b"from backend").await.expect("write");
-            stream.shutdown().await.expect("half-close");
-            let mut received = Vec::new();
-            stream.read_to_end(&mut received).await.expect("read after half-close");
-            let _ = tx.send(received);
+            stream.write_all(b"last words").await.expect("write");
+            drop(stream);
+            let _ = tx.send(Vec::new());
         } else {
             let mut received = Vec::new();
-            stream.read_to_end(&mut received).await.expect("read until the client's EOF");
-            let reply = [b"after your EOF: ".as_slice(), &received].concat();
-            stream.write_all(&reply).await.expect("reply after EOF");
+            let _ = stream.read_to_end(&mut received).await;
             let _ = tx.send(received);
+            // Keeps its side open well past the test's patience: the tunnel must not wait for it.
+            tokio::time::sleep(WAIT * 3).await;
+            drop(stream);
         }
     });
     (addr, rx)
@@ -395,28 +396,38 @@ async fn raw_tunnel(gateway: &Gateway) -> TcpStream {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn half_close_is_propagated_and_the_other_direction_keeps_flowing() {
-    // The client closes its write side first; the backend answers only after seeing that EOF.
+async fn either_side_closing_delivers_its_last_bytes_and_closes_the_tunnel() {
+    // The client sends its last bytes and half-closes: the backend gets them, then its EOF, and the
+    // client's read side is closed as well (the tunnel ends on the first EOF, as nginx's does).
     let (addr, received) = raw_backend(false).await;
     let gateway = Gateway::start(table(1, vec![route("raw", "/", &[addr])])).await;
     let mut stream = raw_tunnel(&gateway).await;
     stream.write_all(b"client data").await.expect("write");
     stream.shutdown().await.expect("client half-close");
-    let mut reply = Vec::new();
-    within("reply after half-close", stream.read_to_end(&mut reply)).await.expect("read");
-    assert_eq!(reply, b"after your EOF: client data");
     assert_eq!(within("backend saw", received).await.expect("backend result"), b"client data");
+    let mut rest = Vec::new();
+    within("client EOF", stream.read_to_end(&mut rest)).await.expect("read");
+    assert!(rest.is_empty(), "nothing after the client's EOF: {rest:?}");
 
-    // The backend closes its write side first; the client can still send.
-    let (addr, received) = raw_backend(true).await;
+    // The backend sends its last bytes and closes: the client gets them, then EOF.
+    let (addr, _) = raw_backend(true).await;
     gateway.swap(table(2, vec![route("raw", "/", &[addr])]));
     let mut stream = raw_tunnel(&gateway).await;
-    let mut early = Vec::new();
-    within("backend data then EOF", stream.read_to_end(&mut early)).await.expect("read");
-    assert_eq!(early, b"from backend");
-    stream.write_all(b"still talking").await.expect("write after the backend's EOF");
-    stream.shutdown().await.expect("client half-close");
-    assert_eq!(within("backend saw", received).await.expect("backend result"), b"still talking");
+    let mut last = Vec::new();
+    within("backend data then EOF", stream.read_to_end(&mut last)).await.expect("read");
+    assert_eq!(last, b"last words");
+
+    // Both tunnels are gone from the gauge once closed.
+    let gone = async {
+        loop {
+            let text = gateway.metrics.render();
+            if sample(&text, r#"wsgate_websocket_connections_active{route="test/raw"}"#) == Some(0.0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    within("active gauge back to 0", gone).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

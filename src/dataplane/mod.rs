@@ -15,8 +15,8 @@
 //!   response head within 60 s (504)                             handshake_timeout (504)
 //!   relay head + stream body                                  not 101: relay; bad accept: 502
 //!                                                             101: spawn tunnel, relay 101
-//!                                                               tunnel: bytes both ways, half-close,
-//!                                                               idle timeout, metrics on close
+//!                                                               tunnel: bytes both ways, first EOF
+//!                                                               closes both, idle timeout, metrics
 //! ```
 //!
 //! How it runs (each choice measured with `wsgate-bench`, see bench/README.md):

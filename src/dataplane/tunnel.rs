@@ -5,8 +5,8 @@
 //!   client ◄──try_write── scratch ◄──read── backend                   (downstream half)
 //!            └─ only when the destination is full: the remainder is copied into `pending`,
 //!               and that half stops reading until it drains (backpressure)
-//!   EOF on one side ─► shutdown(write) on the other; the other half keeps going
-//!   EOF on both sides ─► the tunnel ends; dropping the sockets closes them
+//!   EOF on one side ─► what either half still holds is written out, then the tunnel ends and
+//!                      dropping the sockets closes both (no half-close, as in nginx)
 //!   no byte either way for `idle_timeout` ─► both sockets closed
 //! ```
 //!
@@ -15,6 +15,13 @@
 //! hold very many quiet WebSockets. Bytes are copied once, from the kernel into the scratch buffer and
 //! straight out again. The relay works on the raw `TcpStream`s, recovered from hyper's `Upgraded` by
 //! downcasting, together with any bytes hyper had already read past the handshake.
+//!
+//! Why the first EOF closes both sides: a WebSocket ends with a Close frame each way, after which the
+//! server closes the TCP connection (RFC 6455 §7.1.1), so once either side has sent its FIN nothing the
+//! other side could still send has a reader. Closing both at once (nginx does the same) saves a
+//! `shutdown` and a second `recv` per WebSocket, about a tenth of the syscalls of a short-lived one. A
+//! peer that half-closes and then keeps reading (not something a WebSocket endpoint does) gets the EOF
+//! of the whole connection instead.
 //!
 //! Byte counts are kept locally and flushed to the Prometheus counters every [`FLUSH_BYTES`], at most
 //! [`FLUSH_INTERVAL`] after the first unflushed byte, and when the tunnel ends. Reads that empty the
@@ -31,7 +38,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use prometheus::IntCounter;
 use socket2::SockRef;
-use tokio::io::{AsyncWrite, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -51,7 +58,7 @@ thread_local! {
 /// Why a tunnel ended without an I/O error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// Both sides closed their write half (the normal end of a WebSocket).
+    /// One side closed (the normal end of a WebSocket, after its Close frames).
     Closed,
     /// Neither side sent a byte for the idle timeout.
     IdleTimeout,
@@ -92,54 +99,46 @@ struct Half {
     /// Bytes read but not yet written: hyper's leftovers at the start, or what the destination could
     /// not take. Empty (and unallocated) in the steady state.
     pending: Bytes,
-    /// The source reached EOF; after `pending` drains, the destination's write side is shut down.
+    /// The source reached EOF: the tunnel ends once `pending` is written.
     eof: bool,
-    /// EOF relayed: this direction is finished.
-    done: bool,
     meter: Meter,
 }
 
 impl Half {
     fn new(pending: Bytes, meter: Meter) -> Half {
-        let mut half = Half { pending, eof: false, done: false, meter };
+        let mut half = Half { pending, eof: false, meter };
         let already = half.pending.len();
         half.meter.add(already);
         half
     }
 
-    /// Moves bytes from `src` to `dst` until one of them would block. `Ready(Ok)` means the direction is
-    /// finished; an error means the tunnel must close.
+    /// Writes out what `pending` holds. `Ready(Ok)` once it is empty.
+    fn poll_flush(&mut self, dst: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            ready!(dst.poll_write_ready(cx))?;
+            match dst.try_write(&self.pending) {
+                Ok(n) => self.pending.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Moves bytes from `src` to `dst` until one of them would block. `Ready(Ok)` means `src` reached
+    /// EOF and everything read before it was written; an error means the tunnel must close.
     fn poll_relay(
         &mut self,
         src: &TcpStream,
-        dst: &mut TcpStream,
+        dst: &TcpStream,
         scratch: &mut [u8],
-        other_done: bool,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.done {
-            return Poll::Ready(Ok(()));
-        }
         // why no explicit budget: TcpStream readiness polls take part in tokio's cooperative budget, so a
         // busy tunnel yields to other tasks on its own.
         loop {
-            while !self.pending.is_empty() {
-                ready!(dst.poll_write_ready(cx))?;
-                match dst.try_write(&self.pending) {
-                    Ok(n) => self.pending.advance(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
+            ready!(self.poll_flush(dst, cx))?;
             if self.eof {
-                // why only while the other direction runs: once both sources reached EOF the tunnel
-                // ends and dropping the sockets sends the FIN anyway, so shutdown(2) would be a wasted
-                // syscall on every WebSocket's close. A peer that already went away makes shutdown
-                // fail; the other half will notice that.
-                if !other_done {
-                    let _ = ready!(Pin::new(&mut *dst).poll_shutdown(cx));
-                }
-                self.done = true;
                 return Poll::Ready(Ok(()));
             }
             ready!(src.poll_read_ready(cx))?;
@@ -209,6 +208,8 @@ pub struct Tunnel {
     /// Bytes moved since the latest tick.
     moved: bool,
     timer: Pin<Box<Sleep>>,
+    /// One side reached EOF: no more reads, only what is pending gets written before the tunnel ends.
+    closing: bool,
 }
 
 /// The two sockets of a tunnel and what hyper had read past the handshake on each.
@@ -232,6 +233,7 @@ impl Tunnel {
             idle_timeout,
             quiet_since: now,
             moved: false,
+            closing: false,
             timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         };
         if tunnel.unflushed() {
@@ -277,21 +279,31 @@ impl Future for Tunnel {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<End>> {
         let this = self.get_mut();
         let before = this.upstream.meter.total + this.downstream.meter.total;
-        let (up, down) = SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            let up = this.upstream.poll_relay(&this.client, &mut this.backend, &mut scratch, this.downstream.done, cx);
-            let down =
-                this.downstream.poll_relay(&this.backend, &mut this.client, &mut scratch, this.upstream.done, cx);
-            (up, down)
-        });
-        if let Poll::Ready(Err(e)) = up {
-            return Poll::Ready(Err(e));
+        if !this.closing {
+            let ended = SCRATCH.with(|cell| {
+                let mut scratch = cell.borrow_mut();
+                match this.upstream.poll_relay(&this.client, &this.backend, &mut scratch, cx)? {
+                    Poll::Ready(()) => return Ok(true),
+                    Poll::Pending => {}
+                }
+                match this.downstream.poll_relay(&this.backend, &this.client, &mut scratch, cx)? {
+                    Poll::Ready(()) => Ok(true),
+                    Poll::Pending => Ok::<_, io::Error>(false),
+                }
+            });
+            match ended {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(true) => this.closing = true,
+                Ok(false) => {}
+            }
         }
-        if let Poll::Ready(Err(e)) = down {
-            return Poll::Ready(Err(e));
-        }
-        if this.upstream.done && this.downstream.done {
-            return Poll::Ready(Ok(End::Closed));
+        if this.closing {
+            // The first EOF ends the tunnel; bytes the other direction already read are written first.
+            let up = this.upstream.poll_flush(&this.backend, cx)?;
+            let down = this.downstream.poll_flush(&this.client, cx)?;
+            if up.is_ready() && down.is_ready() {
+                return Poll::Ready(Ok(End::Closed));
+            }
         }
         if this.upstream.meter.total + this.downstream.meter.total != before {
             this.note_moved();
@@ -347,7 +359,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn relays_leftovers_data_and_half_close() {
+    async fn relays_leftovers_then_the_first_eof_closes_both_sides() {
         let (mut client, mut backend, mut tunnel) = tunnel(Duration::from_secs(60), b"early").await;
         let relay = tokio::spawn(async move {
             let end = (&mut tunnel).await;
@@ -356,20 +368,37 @@ mod tests {
         let mut buf = [0u8; 5];
         backend.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"early");
+        backend.write_all(b"reply").await.unwrap();
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"reply");
         client.write_all(b"hello").await.unwrap();
         client.shutdown().await.unwrap();
+        // The backend gets the data sent before the EOF, then the EOF; the client's side is closed too.
         let mut got = Vec::new();
         backend.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"hello", "the backend sees the client's EOF after its data");
-        // The other direction still works after the half-close.
-        backend.write_all(b"late reply").await.unwrap();
-        backend.shutdown().await.unwrap();
-        let mut reply = Vec::new();
-        client.read_to_end(&mut reply).await.unwrap();
-        assert_eq!(reply, b"late reply");
+        assert_eq!(got, b"hello");
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await.unwrap().unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
         let (end, totals) = tokio::time::timeout(Duration::from_secs(5), relay).await.unwrap().unwrap();
         assert_eq!(end, End::Closed);
-        assert_eq!(totals, (10, 10));
+        assert_eq!(totals, (10, 5));
+    }
+
+    #[tokio::test]
+    async fn bytes_read_before_the_other_sides_eof_are_still_delivered() {
+        let (mut client, mut backend, tunnel) = tunnel(Duration::from_secs(60), b"").await;
+        let relay = tokio::spawn(tunnel);
+        // The backend sends a last message and closes at once, as a WebSocket server does after its
+        // Close frame: the client must get every byte before its EOF.
+        let last = vec![7u8; 256 * 1024];
+        backend.write_all(&last).await.unwrap();
+        drop(backend);
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got.len(), last.len());
+        let end = tokio::time::timeout(Duration::from_secs(5), relay).await.unwrap().unwrap();
+        assert_eq!(end.unwrap(), End::Closed);
     }
 
     #[tokio::test]
