@@ -83,14 +83,6 @@ pub struct Drain {
     phase: watch::Receiver<Phase>,
 }
 
-impl Drain {
-    /// Resolves when the task must close at once (the drain deadline passed or the listener is gone).
-    pub async fn closing(&mut self) {
-        // An error means the sender is gone: `serve` has returned, so closing is right too.
-        let _ = self.phase.wait_for(|phase| *phase == Phase::Closing).await;
-    }
-}
-
 /// What every request of one client connection shares.
 #[derive(Debug)]
 struct Client {
@@ -255,7 +247,12 @@ impl Worker {
         }
         drop(listener);
         drop(self.token);
-        let _ = self.exit.wait_for(|exit| *exit).await;
+        // Returning drops this thread's runtime and every task still in it (tunnels included), which
+        // closes their sockets: that is how the drain deadline closes what is left.
+        tokio::select! {
+            _ = self.exit.wait_for(|exit| *exit) => {}
+            _ = self.phase.wait_for(|phase| *phase == Phase::Closing) => {}
+        }
     }
 }
 

@@ -242,18 +242,18 @@ impl TunnelSetup {
         }
     }
 
-    /// Relays until both sides closed, the idle timeout, an I/O error, or the drain deadline.
+    /// Relays until either side closes, the idle timeout or an I/O error. At the drain deadline the
+    /// worker's runtime is dropped with this task in it, which closes both sockets.
     pub async fn run(self, ends: Ends) {
         // Held for the tunnel's whole life: the drain waits for it, the balancer counts it, the gauge
         // goes down when it ends however it ends.
-        let TunnelSetup { lease: _lease, session: _session, upstream, downstream, idle_timeout, mut drain } = self;
+        //
+        // why the drain is not watched here: a `select!` on the drain phase re-polls that future (a lock
+        // in tokio's Notify) on every wake-up of a busy tunnel, i.e. for every relayed message; the
+        // worker's runtime closes what is left at the deadline instead (`server::Worker::serve`).
+        let TunnelSetup { lease: _lease, session: _session, upstream, downstream, idle_timeout, drain: _drain } = self;
         let mut tunnel = Tunnel::new(ends, idle_timeout, upstream, downstream);
-        let end = tokio::select! {
-            // why biased: no random branch order to draw on every poll of a busy tunnel.
-            biased;
-            end = &mut tunnel => end,
-            () = drain.closing() => Ok(End::Closed),
-        };
+        let end = (&mut tunnel).await;
         let (up, down) = tunnel.totals();
         match end {
             Ok(End::Closed) => debug!(bytes_up = up, bytes_down = down, "tunnel closed"),
