@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# The wsgate container image: a release build in the official Rust image, copied into distroless "cc"
+# The wsgate container image: a `dist` build (release with LTO, see Cargo.toml) in the official Rust image, copied into distroless "cc"
 # (glibc, CA certificates, no shell, no package manager), running as the unprivileged user 65532.
 #
 #   docker build -t wsgate/wsgate:0.1.0 .                          # or: podman build -t … .
@@ -25,7 +25,7 @@ COPY tests/e2e/apiserver ./tests/e2e/apiserver
 RUN mkdir src && touch src/lib.rs && echo 'fn main() {}' > src/main.rs && cargo fetch --locked
 COPY src ./src
 COPY examples ./examples
-RUN cargo build --release --locked --offline --bin wsgate && install -m 0755 target/release/wsgate /wsgate
+RUN cargo build --profile dist --locked --offline --bin wsgate && install -m 0755 target/dist/wsgate /wsgate
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /wsgate /wsgate

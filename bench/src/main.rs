@@ -1,7 +1,7 @@
 //! `wsgate-bench`: wsgate side by side with nginx and HAProxy (and no proxy at all), on loopback.
 //!
 //! ```text
-//!   all    build wsgate (release), install nginx + HAProxy if missing, start two echo backends and
+//!   all    build wsgate (profile dist), install nginx + HAProxy if missing, start two echo backends and
 //!          the four targets, run every workload round by round (direct, nginx, HAProxy, wsgate in turn),
 //!          then the reload / route-change workload once, and print one markdown table of medians
 //!   smoke  the same workloads for 2 s each against wsgate only (no nginx/HAProxy needed); exits 1 on
@@ -71,7 +71,7 @@ struct LoadArgs {
 
 #[derive(Args, Debug)]
 struct CommonArgs {
-    /// wsgate binary to run; default: build it with cargo (release for `all`, the bench's own profile
+    /// wsgate binary to run; default: build it with cargo (profile dist for `all`, the bench's own profile
     /// for `smoke`) and use target/<profile>/wsgate.
     #[arg(long)]
     wsgate: Option<PathBuf>,
@@ -162,15 +162,15 @@ fn wsgate_binary(given: Option<PathBuf>, release: bool) -> anyhow::Result<Wsgate
     let root = workspace();
     let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     cargo.current_dir(&root).args(["build", "--bin", "wsgate"]);
-    if release {
-        cargo.arg("--release");
-    }
-    eprintln!("building wsgate ({})", if release { "release" } else { "dev" });
+    // `dist` is the shipped build (release with LTO, see Cargo.toml): the one the image runs.
+    let profile = if release { "dist" } else { "dev" };
+    cargo.args(["--profile", profile]);
+    eprintln!("building wsgate (profile {profile})");
     if !cargo.status().context("running cargo")?.success() {
         bail!("cargo build --bin wsgate failed");
     }
     let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    Ok(WsgateBinary { path: target_dir.join(if release { "release" } else { "debug" }).join("wsgate") })
+    Ok(WsgateBinary { path: target_dir.join(if release { "dist" } else { "debug" }).join("wsgate") })
 }
 
 /// A fresh work folder under the temp dir, removed on drop unless kept.
