@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = ServerConfig {
         http_addr: "127.0.0.1:8080".parse()?,
+        https_addr: None,
         admin_addr: "127.0.0.1:9090".parse()?,
         source: Source::Manifests {
             dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),

@@ -4,7 +4,8 @@
 //!   GET /healthz       200 while the process runs
 //!   GET /readyz        200 once a route table has been published, 503 before
 //!   GET /metrics       Prometheus text format
-//!   GET /debug/routes  the served route table as JSON: why does my socket go there?
+//!   GET /debug/routes  the served route table as JSON: why does my socket go there? (and which Secret's
+//!                      certificate each SNI name gets: Secret names and dates only, never key material)
 //! ```
 
 use std::convert::Infallible;
@@ -23,6 +24,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::routes::tls::TlsHostView;
 use crate::routes::{Route, SharedTable};
 
 /// Whether wsgate has a route table to serve. Set by the publisher, read by `/readyz`.
@@ -51,6 +53,7 @@ pub struct Admin {
 struct TableView<'a> {
     generation: u64,
     routes: Vec<&'a Route>,
+    tls: Vec<TlsHostView>,
 }
 
 impl Admin {
@@ -98,7 +101,11 @@ impl Admin {
                 .expect("static response parts are valid"),
             "/debug/routes" => {
                 let table = self.table.load();
-                let view = TableView { generation: table.generation, routes: table.routes().map(|r| &**r).collect() };
+                let view = TableView {
+                    generation: table.generation,
+                    routes: table.routes().map(|r| &**r).collect(),
+                    tls: table.tls().view(),
+                };
                 let body = serde_json::to_vec_pretty(&view).expect("the route table serializes to JSON");
                 Response::builder()
                     .header(header::CONTENT_TYPE, "application/json")

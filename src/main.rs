@@ -39,13 +39,19 @@ enum Command {
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Folder of Kubernetes YAML manifests (Ingress, IngressClass, WebSocketRoute, Service,
-    /// EndpointSlice) to serve instead of watching a cluster.
+    /// EndpointSlice, Secret) to serve instead of watching a cluster.
     #[arg(long, env = "WSGATE_MANIFESTS", value_name = "DIR")]
     manifests: Option<PathBuf>,
 
     /// Address of the traffic listener (HTTP and WebSocket).
     #[arg(long, env = "WSGATE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+
+    /// Address of the HTTPS listener, off unless set (e.g. 0.0.0.0:8443). TLS is terminated there with
+    /// the certificates named by Ingress spec.tls and WebSocketRoute spec.tls (kubernetes.io/tls
+    /// Secrets), chosen by the client's SNI name; a name without a certificate is refused.
+    #[arg(long, env = "WSGATE_HTTPS_ADDR", value_name = "ADDR")]
+    https_addr: Option<SocketAddr>,
 
     /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes).
     #[arg(long, env = "WSGATE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
@@ -210,12 +216,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let config = ServerConfig {
         http_addr: args.http_addr,
+        https_addr: args.https_addr,
         admin_addr: args.admin_addr,
         source,
         drain: Duration::from_secs(args.drain_timeout),
     };
     let bound = config.bind().await?;
-    tracing::info!(http = %bound.http.local_addr()?, admin = %bound.admin.local_addr()?, "listening");
+    let https = bound.https.as_ref().map(|l| l.local_addr()).transpose()?;
+    tracing::info!(http = %bound.http.local_addr()?, https = ?https, admin = %bound.admin.local_addr()?, "listening");
     server::run(config, bound, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Every Prometheus metric family wsgate exports, in one registry.
 //!
 //! Labels come only from configured objects (`route` is the source object's `namespace/name`) or closed
-//! sets (`outcome`, `direction`, `code`): never client addresses, paths or error text. Requests that
+//! sets (`outcome`, `direction`, `code`, `reason`) or served Secrets (`secret`, `namespace/name`): never client addresses, paths or error text. Requests that
 //! match no route are counted under `route=""`.
 
 use prometheus::{
@@ -38,6 +38,26 @@ impl UpgradeOutcome {
             UpgradeOutcome::BackendError => "backend_error",
             UpgradeOutcome::Timeout => "timeout",
             UpgradeOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// Why a TLS handshake on the HTTPS listener failed: the `reason` label of
+/// `wsgate_tls_handshake_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The client sent no SNI name, or one no served certificate covers: the handshake is refused.
+    NoCertificate,
+    /// Anything else: not TLS, no common version or cipher suite, no `http/1.1` in ALPN, a client that
+    /// rejected the certificate, a timeout.
+    HandshakeError,
+}
+
+impl TlsFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::NoCertificate => "no_certificate",
+            TlsFailure::HandshakeError => "handshake_error",
         }
     }
 }
@@ -82,6 +102,8 @@ pub struct Metrics {
     pub last_sync_timestamp_seconds: prometheus::Gauge,
     pub reconcile_duration_seconds: Histogram,
     pub status_writes_total: IntCounterVec,
+    pub tls_certificate_expiry_timestamp_seconds: IntGaugeVec,
+    pub tls_handshake_failures_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -205,6 +227,22 @@ impl Metrics {
                 &["kind", "outcome"],
             )
             .expect("valid metric"),
+            tls_certificate_expiry_timestamp_seconds: IntGaugeVec::new(
+                Opts::new(
+                    "wsgate_tls_certificate_expiry_timestamp_seconds",
+                    "notAfter (Unix time) of the leaf certificate of each served TLS Secret.",
+                ),
+                &["secret"],
+            )
+            .expect("valid metric"),
+            tls_handshake_failures_total: IntCounterVec::new(
+                Opts::new(
+                    "wsgate_tls_handshake_failures_total",
+                    "TLS handshakes on the HTTPS listener that failed, by reason (no_certificate, handshake_error).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -226,6 +264,8 @@ impl Metrics {
             Box::new(m.last_sync_timestamp_seconds.clone()),
             Box::new(m.reconcile_duration_seconds.clone()),
             Box::new(m.status_writes_total.clone()),
+            Box::new(m.tls_certificate_expiry_timestamp_seconds.clone()),
+            Box::new(m.tls_handshake_failures_total.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

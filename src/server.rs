@@ -2,7 +2,7 @@
 //! and stopped in order. Shared by the binary and the quickstart example.
 //!
 //! ```text
-//!   source (file mode | Kubernetes) ─► Publisher ─► SharedTable ─► Proxy (traffic listener)
+//!   source (file mode | Kubernetes) ─► Publisher ─► SharedTable ─► Proxy (HTTP listener, HTTPS listener)
 //!                                          └─► Readiness ─► Admin (admin listener)
 //!   shutdown ─► stop source and accepting ─► drain open connections (≤ drain) ─► return
 //! ```
@@ -37,6 +37,8 @@ pub enum Source {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub http_addr: SocketAddr,
+    /// The HTTPS listener (TLS terminated with the certificates of the route table); `None`: no HTTPS.
+    pub https_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub source: Source,
     /// How long open connections may keep running after shutdown begins.
@@ -61,6 +63,7 @@ pub enum ServerError {
 /// Listening sockets, bound before anything else starts so that a port in use fails fast.
 pub struct Bound {
     pub http: TcpListener,
+    pub https: Option<TcpListener>,
     pub admin: TcpListener,
 }
 
@@ -69,7 +72,11 @@ impl ServerConfig {
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
         };
-        Ok(Bound { http: bind(self.http_addr).await?, admin: bind(self.admin_addr).await? })
+        let https = match self.https_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Bound { http: bind(self.http_addr).await?, https, admin: bind(self.admin_addr).await? })
     }
 }
 
@@ -93,6 +100,11 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
     let proxy = Proxy::new(table, metrics.clone());
     let drain = config.drain;
     let proxy_stopped = stopped();
+    let https_task = bound.https.map(|listener| {
+        let proxy = proxy.clone();
+        let stopped = stopped();
+        tokio::spawn(async move { proxy.serve_tls(listener, stopped, drain).await })
+    });
     let proxy_task = tokio::spawn(async move { proxy.serve(bound.http, proxy_stopped, drain).await });
 
     let source =
@@ -119,10 +131,12 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
         }
     }
     let _ = stop_tx.send(true);
-    match proxy_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => result = result.and(Err(ServerError::Listener(error))),
-        Err(error) => result = result.and(Err(ServerError::Task("dataplane", error.to_string()))),
+    for task in std::iter::once(proxy_task).chain(https_task) {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => result = result.and(Err(ServerError::Listener(error))),
+            Err(error) => result = result.and(Err(ServerError::Task("dataplane", error.to_string()))),
+        }
     }
     if let Err(error) = admin_task.await {
         result = result.and(Err(ServerError::Task("admin", error.to_string())));

@@ -48,7 +48,7 @@ const MONITORING_API: &str = "monitoring.coreos.com/v1";
 const HELM_TIMEOUT: Duration = Duration::from_secs(120);
 /// Metrics the chart already uses but wsgate does not export yet; remove a name here (and the "not exported
 /// yet" notes in the chart) once src/metrics.rs has it.
-const FUTURE_METRICS: &[&str] = &["wsgate_tls_certificate_expiry_timestamp_seconds"];
+const FUTURE_METRICS: &[&str] = &[];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -459,6 +459,11 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
         .find(|port| port["name"] == json!("admin"))
         .expect("a container port named admin");
     assert_eq!(flag(&args, "--admin-addr"), Some(format!("0.0.0.0:{}", admin["containerPort"]).as_str()));
+    // The HTTPS listener runs exactly when tls.enabled, on the container port named https.
+    let https = container["ports"].as_array().expect("ports").iter().find(|port| port["name"] == json!("https"));
+    let https_flag = https.map(|port| format!("0.0.0.0:{}", port["containerPort"]));
+    assert_eq!(values["tls"]["enabled"] == json!(true), https.is_some(), "{scenario}: https port iff tls.enabled");
+    assert_eq!(flag(&args, "--https-addr"), https_flag.as_deref(), "{scenario}: --https-addr");
     assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "admin"}), "{scenario}");
     assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "admin"}), "{scenario}");
 

@@ -74,6 +74,7 @@ struct Running {
 async fn start(dir: &Path) -> Running {
     let config = ServerConfig {
         http_addr: "127.0.0.1:0".parse().expect("address"),
+        https_addr: None,
         admin_addr: "127.0.0.1:0".parse().expect("address"),
         source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
         drain: Duration::from_secs(1),

@@ -3,7 +3,8 @@
 //! ```text
 //!   DIR/*.yaml, DIR/*.yml (sorted by name, not recursive)
 //!     └─ documents (`---`) ─► apiVersion + kind ─┬─ Ingress, IngressClass, WebSocketRoute,
-//!                                                │  Service, EndpointSlice, v1 List ─► Snapshot
+//!                                                │  Service, EndpointSlice, Secret,
+//!                                                │  v1 List ─► Snapshot
 //!                                                ├─ anything else ─► skipped (listed, not an error)
 //!                                                └─ unparsable ─► LoadError (file, document, reason)
 //! ```
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -131,6 +132,7 @@ enum Kind {
     WebSocketRoute,
     Service,
     EndpointSlice,
+    Secret,
 }
 
 /// What a document holds, by `apiVersion` and `kind`.
@@ -147,6 +149,7 @@ impl DocumentKind {
             ("wsgate.dev/v1alpha1", "WebSocketRoute") => Kind::WebSocketRoute,
             ("v1", "Service") => Kind::Service,
             ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
+            ("v1", "Secret") => Kind::Secret,
             ("v1", "List") => return Some(DocumentKind::List),
             _ => return None,
         };
@@ -161,6 +164,8 @@ enum Object {
     WebSocketRoute(Box<WebSocketRoute>),
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
+    /// Both `data` (base64) and `stringData` are read; compile lets `stringData` win, as the API server does.
+    Secret(Box<Secret>),
 }
 
 impl Object {
@@ -175,6 +180,7 @@ impl Object {
             Kind::WebSocketRoute => Object::WebSocketRoute(parse(source)?),
             Kind::Service => Object::Service(parse(source)?),
             Kind::EndpointSlice => Object::EndpointSlice(parse(source)?),
+            Kind::Secret => Object::Secret(parse(source)?),
         })
     }
 
@@ -199,6 +205,7 @@ impl Object {
             Object::WebSocketRoute(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
         }
     }
 
@@ -209,6 +216,7 @@ impl Object {
             Object::WebSocketRoute(o) => snapshot.websocket_routes.push(*o),
             Object::Service(o) => snapshot.services.push(*o),
             Object::EndpointSlice(o) => snapshot.endpoint_slices.push(*o),
+            Object::Secret(o) => snapshot.secrets.push(*o),
         }
     }
 }
@@ -438,8 +446,7 @@ mod tests {
             "mixed.yaml",
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\n---\n\
              apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n---\n\
-             apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n---\n\
-             apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\ndata: {tls.crt: c2VjcmV0}\n",
+             apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n",
         );
         let loaded = load_dir(&dir.0).expect("readable dir");
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
@@ -451,10 +458,32 @@ mod tests {
                 format!("{at}: document 1: skipped apps/v1 Deployment \"echo\" (not read by wsgate)"),
                 format!("{at}: document 2: skipped v1 Namespace \"apps\" (not read by wsgate)"),
                 format!("{at}: document 3: skipped extensions/v1beta1 Ingress \"old\" (not read by wsgate)"),
-                format!("{at}: document 4: skipped v1 Secret \"tls\" (not read by wsgate)"),
             ]
         );
         assert!(loaded.snapshot.ingresses.is_empty());
+    }
+
+    #[test]
+    fn secrets_are_kept_with_data_and_string_data() {
+        let dir = TempDir::new("secrets");
+        dir.write(
+            "tls.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: encoded}\ntype: kubernetes.io/tls\n\
+             data: {tls.crt: c2VjcmV0, tls.key: a2V5}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: plain, namespace: apps}\ntype: kubernetes.io/tls\n\
+             stringData: {tls.crt: secret, tls.key: key}\n",
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert!(loaded.skipped.is_empty(), "{:?}", loaded.skipped);
+        let secrets = &loaded.snapshot.secrets;
+        assert_eq!(secrets.len(), 2);
+        assert_eq!(secrets[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(secrets[0].type_.as_deref(), Some("kubernetes.io/tls"));
+        let data = secrets[0].data.as_ref().expect("data");
+        assert_eq!(data["tls.crt"].0, b"secret", "data is base64-decoded");
+        let string_data = secrets[1].string_data.as_ref().expect("stringData");
+        assert_eq!(string_data["tls.key"], "key");
     }
 
     #[test]

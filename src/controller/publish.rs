@@ -50,6 +50,7 @@ impl Publisher {
             table.generation = self.generation;
             let routes = table.routes().count();
             self.record_ready_endpoints(&table);
+            self.record_certificates(&table);
             self.table.store(Arc::new(table));
             self.metrics.route_table_generation.set(self.generation as i64);
             self.metrics.route_table_routes.set(routes as i64);
@@ -75,6 +76,16 @@ impl Publisher {
         self.metrics.route_ready_endpoints.reset();
         for (route, ready) in fewest {
             self.metrics.route_ready_endpoints.with_label_values(&[route]).set(ready as i64);
+        }
+    }
+
+    /// `wsgate_tls_certificate_expiry_timestamp_seconds`: one series per served Secret; Secrets no longer
+    /// served leave the metric.
+    fn record_certificates(&self, table: &RouteTable) {
+        let expiry = &self.metrics.tls_certificate_expiry_timestamp_seconds;
+        expiry.reset();
+        for (secret, not_after) in table.tls().expiries() {
+            expiry.with_label_values(&[secret]).set(not_after);
         }
     }
 

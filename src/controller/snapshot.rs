@@ -1,6 +1,6 @@
 //! A consistent set of the Kubernetes objects the compiler reads.
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -14,4 +14,7 @@ pub struct Snapshot {
     pub websocket_routes: Vec<WebSocketRoute>,
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Secrets of type `kubernetes.io/tls` (the Kubernetes source lists no other type; file mode keeps
+    /// every v1 Secret and compile checks the type of the ones referenced).
+    pub secrets: Vec<Secret>,
 }

@@ -5,8 +5,12 @@
 //!   watcher(IngressClass) ────┤   trim managedFields,      stores ──► snapshot() ──► compile
 //!   watcher(WebSocketRoute) ──┼─► backoff on errors,  ──►
 //!   watcher(Service) ─────────┤   count errors            └─► `changed` (Notify) ──► debounced rebuild
-//!   watcher(EndpointSlice) ───┘   (labelled kubernetes.io/service-name only)
+//!   watcher(EndpointSlice) ───┤   (labelled kubernetes.io/service-name only)
+//!   watcher(Secret) ──────────┘   (field selector type=kubernetes.io/tls only)
 //! ```
+//!
+//! Secrets are listed with a field selector on their type, so wsgate never receives, let alone caches,
+//! Secrets other than TLS certificates: less memory, and nothing it has no use for.
 //!
 //! Watchers reconnect with the watcher's default backoff; while the API server is away the stores keep
 //! their last state, so the served table stays as it was. Deletes are not durable signals: the stores,
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
@@ -33,6 +37,8 @@ use crate::metrics::Metrics;
 
 /// The label EndpointSlices carry to name their Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The only Secrets the source lists: `type=kubernetes.io/tls`.
+pub const TLS_SECRET_SELECTOR: &str = "type=kubernetes.io/tls";
 
 /// Read handles on every store, and the watcher tasks that fill them.
 pub struct KubeSources {
@@ -41,6 +47,7 @@ pub struct KubeSources {
     websocket_routes: Store<WebSocketRoute>,
     services: Store<Service>,
     endpoint_slices: Store<EndpointSlice>,
+    secrets: Store<Secret>,
     /// True while listing WebSocketRoutes answers 404: the CRD is not installed.
     routes_absent: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -78,7 +85,19 @@ impl KubeSources {
         let slices = watcher::Config::default().labels(SERVICE_NAME_LABEL);
         let (endpoint_slices, task) = reflect(namespaced(client, namespace), slices, &metrics, &changed, &none);
         tasks.push(task);
-        KubeSources { ingresses, ingress_classes, websocket_routes, services, endpoint_slices, routes_absent, tasks }
+        let tls = watcher::Config::default().fields(TLS_SECRET_SELECTOR);
+        let (secrets, task) = reflect(namespaced(client, namespace), tls, &metrics, &changed, &none);
+        tasks.push(task);
+        KubeSources {
+            ingresses,
+            ingress_classes,
+            websocket_routes,
+            services,
+            endpoint_slices,
+            secrets,
+            routes_absent,
+            tasks,
+        }
     }
 
     /// Resolves once every store has completed its first list: compiling before that would publish a
@@ -103,6 +122,7 @@ impl KubeSources {
             routes,
             self.services.wait_until_ready(),
             self.endpoint_slices.wait_until_ready(),
+            self.secrets.wait_until_ready(),
         );
     }
 
@@ -120,6 +140,7 @@ impl KubeSources {
             websocket_routes: copy(&self.websocket_routes),
             services: copy(&self.services),
             endpoint_slices: copy(&self.endpoint_slices),
+            secrets: copy(&self.secrets),
         }
     }
 }

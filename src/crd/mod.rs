@@ -50,6 +50,21 @@ pub struct WebSocketRouteSpec {
     /// How new connections are spread over the ready endpoints of a backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancing: Option<LoadBalancingSpec>,
+
+    /// TLS termination on the HTTPS listener for `hostnames` (which must then be set: the certificate
+    /// is chosen by the SNI name the client sends). The route is still served over plain HTTP too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTls>,
+}
+
+/// The certificate served for a route's hostnames.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTls {
+    /// Name of a Secret of type `kubernetes.io/tls` in the route's namespace, with the PEM certificate
+    /// chain (leaf first) in `tls.crt` and the PEM private key in `tls.key`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
 }
 
 /// A path matcher, with the semantics of Ingress paths.

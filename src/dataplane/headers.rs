@@ -58,6 +58,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 pub struct ClientAddr {
     ip_value: HeaderValue,
     port_value: HeaderValue,
+    /// `http`, or `https` on the TLS listener: `X-Forwarded-Proto`.
+    proto_value: HeaderValue,
 }
 
 impl ClientAddr {
@@ -67,7 +69,14 @@ impl ClientAddr {
         ClientAddr {
             ip_value: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
             port_value: HeaderValue::from(listener_port),
+            proto_value: HeaderValue::from_static("http"),
         }
+    }
+
+    /// The same client, connected over TLS: `X-Forwarded-Proto: https`.
+    pub fn https(mut self) -> ClientAddr {
+        self.proto_value = HeaderValue::from_static("https");
+        self
     }
 }
 
@@ -90,7 +99,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientAddr, host: Option<
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     headers.insert(X_REAL_IP.clone(), client.ip_value.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), client.proto_value.clone());
     headers.insert(X_FORWARDED_PORT.clone(), client.port_value.clone());
     match host {
         Some(host) => {
@@ -162,6 +171,15 @@ mod tests {
         assert_eq!(headers["x-forwarded-port"], "8080");
         assert_eq!(headers["x-forwarded-host"], "Chat.Example:8080");
         assert_eq!(headers["host"], "Chat.Example:8080");
+    }
+
+    #[test]
+    fn tls_clients_are_forwarded_as_https() {
+        let mut headers = HeaderMap::new();
+        let client = ClientAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443).https();
+        set_forwarded(&mut headers, &client, None);
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-port"], "8443");
     }
 
     #[test]

@@ -29,7 +29,12 @@
 //!   per thread, and a read that empties the socket clears its readiness, so a relayed message costs
 //!   one `recv` and one `send` (`tunnel`).
 //!
-//! Modules: `server` (threads, listeners, connections, drain), `fast_upgrade` (the first request:
+//! On the HTTPS listener, `tls` terminates TLS first (certificate by SNI from the table), then the
+//! connection is served by hyper as above; a WebSocket over TLS is relayed by `relay` (a plain copy
+//! loop) instead of the socket-level `tunnel`.
+//!
+//! Modules: `server` (threads, listeners, connections, drain), `tls` (HTTPS: certificate per handshake),
+//! `relay` (the byte relay for TLS WebSockets), `fast_upgrade` (the first request:
 //! handshakes without hyper), `forward` (plain HTTP), `websocket` (upgrades through hyper, and the tunnel
 //! task both paths share), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `headers`
 //! (hop-by-hop and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend
@@ -43,7 +48,9 @@ mod forward;
 mod handshake;
 mod headers;
 mod pool;
+mod relay;
 mod server;
+mod tls;
 mod tunnel;
 mod websocket;
 
@@ -95,7 +102,20 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) -> io::Result<()> {
-        server::serve(Arc::clone(&self.shared), listener, shutdown, drain).await
+        server::serve(Arc::clone(&self.shared), listener, shutdown, drain, None).await
+    }
+
+    /// Like [`serve`](Proxy::serve), but terminating TLS on every connection: the certificate is chosen
+    /// by the client's SNI name from the route table's TLS part, read on each handshake. Clients that
+    /// send no SNI name, or one without a certificate, are refused during the handshake.
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> io::Result<()> {
+        let config = tls::server_config(Arc::clone(&self.shared.table))?;
+        server::serve(Arc::clone(&self.shared), listener, shutdown, drain, Some(config)).await
     }
 }
 

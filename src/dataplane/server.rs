@@ -3,6 +3,7 @@
 //! ```text
 //!   one thread per core, each a current-thread runtime with its own SO_REUSEPORT socket on the address:
 //!   accept ─► connection task (TCP_NODELAY)
+//!               ├─ HTTPS listener: TLS handshake (`tls`), then hyper as below, without fast_upgrade
 //!               ├─ first request a WebSocket handshake with a route ─► fast_upgrade (no hyper)
 //!               └─ otherwise: hyper http1 with upgrades, header size/time limits, the bytes read so far
 //!                  put back in front
@@ -90,11 +91,13 @@ struct Client {
     drain: Drain,
 }
 
+/// `tls`: terminate TLS with this configuration on every connection (the HTTPS listener).
 pub async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
     let (token, mut finished) = mpsc::channel::<()>(1);
@@ -118,6 +121,7 @@ pub async fn serve(
             shared: Arc::clone(&shared),
             builder: Arc::clone(&builder),
             port: local.port(),
+            tls: tls.clone(),
             token: token.clone(),
             phase: phase_rx.clone(),
             accepting: accepting_rx.clone(),
@@ -125,7 +129,7 @@ pub async fn serve(
         };
         std::thread::Builder::new().name(format!("wsgate-dataplane-{index}")).spawn(move || worker.run(listener))?;
     }
-    info!(address = %local, workers, "dataplane listening");
+    info!(address = %local, workers, tls = tls.is_some(), "dataplane listening");
 
     shutdown.await;
     let _ = accepting.send(false);
@@ -189,6 +193,7 @@ struct Worker {
     shared: Arc<Shared>,
     builder: Arc<http1::Builder>,
     port: u16,
+    tls: Option<Arc<rustls::ServerConfig>>,
     token: mpsc::Sender<()>,
     phase: watch::Receiver<Phase>,
     accepting: watch::Receiver<bool>,
@@ -228,7 +233,8 @@ impl Worker {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let drain = Drain { _token: self.token.clone(), phase: self.phase.clone() };
-                        let task = connection(Arc::clone(&self.shared), Arc::clone(&self.builder), stream, peer, self.port, drain);
+                        let tls = self.tls.clone();
+                        let task = connection(Arc::clone(&self.shared), Arc::clone(&self.builder), stream, peer, self.port, drain, tls);
                         let span = debug_span!("conn", peer = %peer);
                         // why not always instrument: a disabled span only costs on every poll.
                         if span.is_disabled() {
@@ -271,6 +277,7 @@ async fn connection(
     peer: SocketAddr,
     listener_port: u16,
     drain: Drain,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     // why: small WebSocket frames and response heads should leave at once, not wait for Nagle.
     if let Err(error) = stream.set_nodelay(true) {
@@ -278,6 +285,11 @@ async fn connection(
     }
     let mut phase = drain.phase.clone();
     let addr = ClientAddr::new(peer.ip(), listener_port);
+    if let Some(config) = tls {
+        let Some(stream) = super::tls::accept(&config, &shared.table, &shared.metrics, stream).await else { return };
+        let client = Arc::new(Client { addr: addr.https(), drain });
+        return serve_http(shared, &builder, TokioIo::new(stream), client, phase).await;
+    }
     let (stream, prefix) = match fast_upgrade::read_first(&stream, &mut phase).await {
         First::Gone => return,
         First::Other(prefix) => (stream, prefix),
@@ -287,6 +299,19 @@ async fn connection(
         },
     };
     let client = Arc::new(Client { addr, drain });
+    serve_http(shared, &builder, TokioIo::new(Prefixed::new(prefix, stream)), client, phase).await;
+}
+
+/// Serves HTTP/1.1 with hyper on one client connection (plain or TLS) until it ends or the drain says so.
+async fn serve_http<I>(
+    shared: Arc<Shared>,
+    builder: &http1::Builder,
+    io: I,
+    client: Arc<Client>,
+    mut phase: watch::Receiver<Phase>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let service = service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
         let client = Arc::clone(&client);
@@ -299,7 +324,6 @@ async fn connection(
         );
         async move { Ok::<_, Infallible>(handle(&shared, &client, req).await) }.instrument(span)
     });
-    let io = TokioIo::new(Prefixed::new(prefix, stream));
     // why boxed: hyper's connection state is large; inline it would make every connection task (and its
     // spawn-time copy) that large, WebSocket handshakes on the fast path included.
     let mut conn = Box::pin(builder.serve_connection(io, service).with_upgrades());

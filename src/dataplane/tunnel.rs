@@ -77,7 +77,12 @@ impl Meter {
         Meter { counter, unflushed: 0, total: 0 }
     }
 
-    fn add(&mut self, n: usize) {
+    /// Bytes counted so far.
+    pub(super) fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub(super) fn add(&mut self, n: usize) {
         self.unflushed += n as u64;
         self.total += n as u64;
         if self.unflushed >= FLUSH_BYTES {
@@ -85,7 +90,7 @@ impl Meter {
         }
     }
 
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         if self.unflushed > 0 {
             self.counter.inc_by(self.unflushed);
             self.unflushed = 0;

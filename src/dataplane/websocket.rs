@@ -8,6 +8,7 @@
 //!   backend answer ── not 101 ─► relayed as is (minus hop-by-hop): outcome "rejected"
 //!                  ── 101, wrong Sec-WebSocket-Accept ─► 502, backend closed
 //!                  ── 101, correct ─► spawn tunnel task (awaits both upgrades) ─► 101 to the client
+//!   tunnel task: both ends TCP ─► Tunnel; client over TLS ─► relay (generic copy loop)
 //! ```
 //!
 //! The tunnel task owns everything it needs: the route's id and idle timeout, the endpoint lease, the
@@ -199,10 +200,14 @@ fn switch(
         // The 101 has been processed by then; the connection's request sender is no longer needed.
         drop(sender);
         match ends.map(|(client, backend)| (recover(client), recover(backend))) {
-            Ok((Some((client, client_buffered)), Some((backend, backend_buffered)))) => {
+            Ok((Ok((client, client_buffered)), Ok((backend, backend_buffered)))) => {
                 setup.run(Ends { client, client_buffered, backend, backend_buffered }).await;
             }
-            Ok(_) => tracing::error!("upgraded connection is not a TCP stream; closing the tunnel"),
+            // The client came over TLS: its bytes must go through rustls.
+            Ok((Err(client), Ok((backend, backend_buffered)))) => {
+                setup.relay(TokioIo::new(client), backend, backend_buffered).await;
+            }
+            Ok((_, Err(_))) => tracing::error!("upgraded backend connection is not a TCP stream; closing"),
             Err(error) => debug!(%error, "upgrade did not complete"),
         }
     });
@@ -263,6 +268,29 @@ impl TunnelSetup {
     }
 }
 
+impl TunnelSetup {
+    /// Like [`run`](TunnelSetup::run) for a client that is not a plain TCP socket (TLS): relays with the
+    /// generic copy loop, with the same idle timeout, metrics and drain.
+    async fn relay(self, client: TokioIo<Upgraded>, backend: TcpStream, backend_buffered: Bytes) {
+        let TunnelSetup { lease: _lease, session: _session, mut upstream, mut downstream, idle_timeout, mut drain } =
+            self;
+        let relay =
+            super::relay::relay(client, backend, backend_buffered, idle_timeout, &mut upstream, &mut downstream);
+        let end = tokio::select! {
+            end = relay => end,
+            () = drain.closing() => Ok(End::Closed),
+        };
+        upstream.flush();
+        downstream.flush();
+        let (up, down) = (upstream.total(), downstream.total());
+        match end {
+            Ok(End::Closed) => debug!(bytes_up = up, bytes_down = down, "TLS tunnel closed"),
+            Ok(End::IdleTimeout) => debug!(bytes_up = up, bytes_down = down, "TLS tunnel closed: idle timeout"),
+            Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "TLS tunnel closed by an I/O error"),
+        }
+    }
+}
+
 /// Spawns a tunnel task on this thread's runtime.
 pub fn spawn_tunnel(task: impl Future<Output = ()> + Send + 'static) {
     // why not always instrument: with debug spans off (the default), the wrapper is pure overhead on
@@ -277,18 +305,18 @@ pub fn spawn_tunnel(task: impl Future<Output = ()> + Send + 'static) {
 
 /// Recovers the TCP socket (and bytes read past the handshake) from an upgraded connection. The client
 /// side is served over `TokioIo<Prefixed>` (see `fast_upgrade`), the backend side over
-/// `TokioIo<TcpStream>`; this only fails if that changes.
+/// `TokioIo<TcpStream>`. A client served over TLS is handed back as it is (`Err`).
 ///
 /// why copy the leftovers: hyper's `read_buf` is a view into its whole read buffer (8 KiB or more);
 /// keeping it would keep that buffer alive for the tunnel's life. The leftovers are usually empty.
-fn recover(upgraded: Upgraded) -> Option<(TcpStream, Bytes)> {
+fn recover(upgraded: Upgraded) -> Result<(TcpStream, Bytes), Upgraded> {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => return Some((parts.io.into_inner(), copy_leftovers(&[], &parts.read_buf))),
+        Ok(parts) => return Ok((parts.io.into_inner(), copy_leftovers(&[], &parts.read_buf))),
         Err(upgraded) => upgraded,
     };
-    let parts = upgraded.downcast::<TokioIo<Prefixed>>().ok()?;
+    let parts = upgraded.downcast::<TokioIo<Prefixed>>()?;
     let (stream, unread) = parts.io.into_inner().into_parts();
-    Some((stream, copy_leftovers(&unread, &parts.read_buf)))
+    Ok((stream, copy_leftovers(&unread, &parts.read_buf)))
 }
 
 /// Copies bytes read ahead into a buffer of their own (usually nothing).

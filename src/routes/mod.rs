@@ -7,7 +7,8 @@
 //!     ├─ exact hosts     "chat.example.com" ─► [Route, …]   (longest path first, Exact before Prefix)
 //!     ├─ wildcard hosts  "*.example.com"    ─► [Route, …]   (matches exactly one extra label)
 //!     ├─ any host        (rules without host) [Route, …]
-//!     └─ default backend Route               (Ingress `defaultBackend`)
+//!     ├─ default backend Route               (Ingress `defaultBackend`)
+//!     └─ tls             SNI name ─► certificate (see [`tls`])
 //! ```
 //!
 //! Lookup tries the exact host group, then the wildcard group, then the rules without a host, then the
@@ -20,6 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+
+pub mod tls;
+
+pub use tls::{Certificate, TlsTable};
 
 /// Default time a backend has to answer a WebSocket handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +41,7 @@ pub struct RouteTable {
     wildcard: HashMap<String, Vec<Arc<Route>>>,
     any_host: Vec<Arc<Route>>,
     default_backend: Option<Arc<Route>>,
+    tls: TlsTable,
 }
 
 /// Which hosts a route answers for.
@@ -278,10 +284,22 @@ impl RouteTable {
             .chain(self.default_backend.iter())
     }
 
+    /// Sets the certificates served on the HTTPS listener.
+    pub fn with_tls(mut self, tls: TlsTable) -> RouteTable {
+        self.tls = tls;
+        self
+    }
+
+    /// The certificates served on the HTTPS listener, by SNI name.
+    pub fn tls(&self) -> &TlsTable {
+        &self.tls
+    }
+
     pub fn default_backend(&self) -> Option<&Arc<Route>> {
         self.default_backend.as_ref()
     }
 
+    /// Whether the table has no route (certificates alone do not count: they route nothing).
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.any_host.is_empty() && self.default_backend.is_none()
     }

@@ -508,7 +508,7 @@ async fn without_watch_on_endpointslices_new_endpoints_never_arrive() {
 
 /// Rules the chart grants ahead of the code that uses them: (resource, why). Remove an entry once
 /// wsgate uses the resource (the test below fails until then, so this list cannot go stale).
-const GRANTED_AHEAD: &[(&str, &str)] = &[("secrets", "TLS termination is not implemented yet")];
+const GRANTED_AHEAD: &[(&str, &str)] = &[];
 
 /// Objects that make wsgate use every permission right after its first sync: a served route and
 /// Ingress (status), a route with a missing backend (an Event).

@@ -8,6 +8,9 @@ identity come from the POD_NAMESPACE and POD_NAME environment variables (downwar
 {{- $c := .Values.controller -}}
 - run
 - {{ printf "--http-addr=0.0.0.0:%s" (include "wsgate.httpPort" .) | quote }}
+{{- if .Values.tls.enabled }}
+- {{ printf "--https-addr=0.0.0.0:%s" (include "wsgate.httpsPort" .) | quote }}
+{{- end }}
 - {{ printf "--admin-addr=0.0.0.0:%s" (include "wsgate.adminPort" .) | quote }}
 - {{ printf "--ingress-class=%s" .Values.ingressClass.name | quote }}
 - {{ printf "--drain-timeout=%d" (int $c.drainTimeoutSeconds) | quote }}

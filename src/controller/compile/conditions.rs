@@ -93,6 +93,11 @@ pub enum Reason {
     PortNotFound,
     /// The backend is of a kind wsgate cannot serve (an Ingress `resource` backend, an ExternalName Service).
     UnsupportedBackend,
+    /// A TLS Secret reference is unusable: not found, wrong type, missing key, unparsable PEM, or a key
+    /// that does not match the certificate (Gateway API's reason for the same problem).
+    InvalidCertificateRef,
+    /// A TLS host is not among the certificate's DNS names: clients that check names will refuse it.
+    CertificateHostMismatch,
     /// Programmed=True: served, with at least one ready endpoint.
     Programmed,
     /// Served, but no backend with a non-zero weight has a ready endpoint (requests get 503).
@@ -110,6 +115,8 @@ impl Reason {
             Reason::BackendNotFound => "BackendNotFound",
             Reason::PortNotFound => "PortNotFound",
             Reason::UnsupportedBackend => "UnsupportedBackend",
+            Reason::InvalidCertificateRef => "InvalidCertificateRef",
+            Reason::CertificateHostMismatch => "CertificateHostMismatch",
             Reason::Programmed => "Programmed",
             Reason::NoReadyEndpoints => "NoReadyEndpoints",
         }

@@ -5,10 +5,11 @@
 //!   spec.rules[i].host              ─► exact host, *.wildcard (one label), or every host when absent
 //!     http.paths[j].pathType, path  ─► Exact | Prefix (ImplementationSpecific is treated as Prefix)
 //!     http.paths[j].backend.service ─► one backend, weight 1, default policy
+//!   spec.tls[t].secretName, hosts   ─► a TLS request (see `tls.rs`); empty hosts: every rule's host
 //! ```
 //!
-//! Which Ingresses are ours is decided by [`ClassSelector`]. `spec.tls` is not read yet. A faulty path,
-//! rule host or backend drops that path or rule only.
+//! Which Ingresses are ours is decided by [`ClassSelector`]. A faulty path, rule host or backend drops
+//! that path or rule only; a faulty `spec.tls` entry only loses its certificate.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,7 +18,10 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::backends::{PortRef, ServiceIndex};
 use super::matchers::{check_path, parse_hostname};
-use super::{BackendNote, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, ObjectReport};
+use super::tls::TlsRequest;
+use super::{
+    BackendNote, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, ObjectReport, Reason,
+};
 use crate::routes::{Backend, HostMatch, PathMatch, Policy, Route, Source, SourceKind};
 
 /// Legacy annotation naming an Ingress's class, from before `spec.ingressClassName`.
@@ -123,7 +127,65 @@ pub(super) fn compile_ingress(
             }
         }
     }
+    claimant.tls = tls_requests(&mut report, spec);
     claimant
+}
+
+/// Reads `spec.tls`. An entry without hosts covers the hosts of every rule, as other controllers do
+/// (the Ingress API leaves it to the controller); an entry without `secretName` is reported, since
+/// wsgate has no default certificate to serve instead.
+fn tls_requests(
+    report: &mut ObjectReport<'_, '_>,
+    spec: &k8s_openapi::api::networking::v1::IngressSpec,
+) -> Vec<TlsRequest> {
+    let mut rule_hosts: Vec<HostMatch> = Vec::new();
+    for rule in spec.rules.iter().flatten() {
+        let host = rule.host.as_deref().unwrap_or_default();
+        if let Ok(host) = parse_hostname(&host.to_ascii_lowercase())
+            && !rule_hosts.contains(&host)
+        {
+            rule_hosts.push(host);
+        }
+    }
+    let mut requests = Vec::new();
+    for (t, tls) in spec.tls.iter().flatten().enumerate() {
+        let field = format!("spec.tls[{t}]");
+        let mut hosts = Vec::new();
+        for (k, host) in tls.hosts.iter().flatten().enumerate() {
+            let host_field = format!("{field}.hosts[{k}]");
+            if host.trim().is_empty() {
+                report.warning(Reason::Invalid, host_field, "an empty host is ignored".to_string());
+                continue;
+            }
+            match parse_hostname(&host.to_ascii_lowercase()) {
+                Ok(host) => {
+                    if !rule_hosts.contains(&host) {
+                        let message = format!("{host} is not the host of any rule of this Ingress");
+                        report.warning(Reason::Invalid, host_field.clone(), message);
+                    }
+                    hosts.push((host, host_field));
+                }
+                Err(message) => report.warning(Reason::Invalid, host_field, format!("{message}; ignored")),
+            }
+        }
+        if tls.hosts.as_ref().is_none_or(Vec::is_empty) {
+            hosts = rule_hosts.iter().map(|h| (h.clone(), field.clone())).collect();
+        }
+        let Some(secret) = tls.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+            let message = "no secretName: wsgate has no default certificate, so these hosts get no TLS".to_string();
+            report.warning(Reason::InvalidCertificateRef, format!("{field}.secretName"), message);
+            continue;
+        };
+        if hosts.is_empty() {
+            let message = "no hosts, and no rule has a host: a certificate is chosen by SNI name, so this one \
+                           is never served"
+                .to_string();
+            report.warning(Reason::Invalid, format!("{field}.hosts"), message);
+            continue;
+        }
+        requests.push(TlsRequest { secret: secret.to_string(), field: format!("{field}.secretName"), hosts });
+    }
+    requests
 }
 
 /// Reads `pathType` and `path` of `spec.rules[i].http.paths[j]` (named by `field`).

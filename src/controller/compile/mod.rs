@@ -3,11 +3,13 @@
 //! ```text
 //!   Snapshot ─┬─ Ingresses of our class ─► ingress.rs ────────┐  candidates (host, path, backends)
 //!             ├─ WebSocketRoutes ────────► websocketroute.rs ─┤  + diagnostics
-//!             └─ Services, EndpointSlices ► backends.rs ──────┘
+//!             ├─ Services, EndpointSlices ► backends.rs ──────┤  + TLS requests (Secret, hosts)
+//!             └─ Secrets (kubernetes.io/tls) ► tls.rs ────────┘
 //!                                   │
-//!            claim: oldest object first; later claims on the same host + path are Conflicted
+//!            claim: oldest object first; later claims on the same host + path (or the same TLS
+//!            host with another Secret) are Conflicted
 //!                                   │
-//!                    RouteTable::new(winners)  +  Report (diagnostics, conditions)
+//!        RouteTable::new(winners).with_tls(SNI map)  +  Report (diagnostics, conditions)
 //! ```
 //!
 //! No I/O, no clock, no environment: the same snapshot gives the same table and report whatever the
@@ -19,6 +21,7 @@ pub mod conditions;
 pub mod duration;
 mod ingress;
 mod matchers;
+pub mod tls;
 mod websocketroute;
 
 #[cfg(test)]
@@ -84,11 +87,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
 
     let outcomes = claim(&claimants, &mut diagnostics);
     warn_no_ready_endpoints(&claimants, &outcomes, &mut diagnostics);
+    let (tls, tls_problems) = tls::assign(&claimants, &snapshot.secrets, &mut diagnostics);
 
     let mut websocket_routes = BTreeMap::new();
-    for (claimant, outcome) in claimants.iter().zip(&outcomes) {
+    for ((claimant, outcome), tls_problems) in claimants.iter().zip(&outcomes).zip(&tls_problems) {
         if let Some(findings) = &claimant.route_findings {
-            let conditions = websocketroute::conditions(findings, &claimant.routes, outcome);
+            let conditions = websocketroute::conditions(findings, &claimant.routes, outcome, tls_problems);
             websocket_routes.insert(claimant.object.clone(), conditions);
         }
     }
@@ -105,7 +109,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     conditions::sort_diagnostics(&mut diagnostics);
     ingresses.sort();
     Compiled {
-        table: RouteTable::new(routes, default_backend),
+        table: RouteTable::new(routes, default_backend).with_tls(tls),
         report: Report { diagnostics, websocket_routes, ingresses },
     }
 }
@@ -148,6 +152,8 @@ struct Claimant {
     default_backend: Option<Candidate>,
     /// Set for WebSocketRoutes: what their conditions are computed from.
     route_findings: Option<websocketroute::Findings>,
+    /// Certificates the object asks to serve.
+    tls: Vec<tls::TlsRequest>,
 }
 
 impl Claimant {
@@ -160,6 +166,7 @@ impl Claimant {
             routes: Vec::new(),
             default_backend: None,
             route_findings: None,
+            tls: Vec::new(),
         }
     }
 }
@@ -344,12 +351,15 @@ impl<'c, 's> ObjectReport<'c, 's> {
     }
 
     fn error(&mut self, reason: Reason, field: String, message: String) {
-        self.diagnostics.push(Diagnostic {
-            object: self.object.clone(),
-            severity: Severity::Error,
-            reason,
-            field,
-            message,
-        });
+        self.push(Severity::Error, reason, field, message);
+    }
+
+    /// Records something the user should fix that changes nothing in what is served.
+    fn warning(&mut self, reason: Reason, field: String, message: String) {
+        self.push(Severity::Warning, reason, field, message);
+    }
+
+    fn push(&mut self, severity: Severity, reason: Reason, field: String, message: String) {
+        self.diagnostics.push(Diagnostic { object: self.object.clone(), severity, reason, field, message });
     }
 }

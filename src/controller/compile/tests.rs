@@ -28,6 +28,9 @@ struct Golden {
     ingresses: Vec<String>,
     routes: Vec<GoldenRoute>,
     default_backend: Option<GoldenRoute>,
+    /// `host -> namespace/secret (notAfter <unix seconds>)`, sorted by host; left out when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tls: Vec<String>,
     diagnostics: Vec<String>,
     conditions: BTreeMap<String, GoldenConditions>,
 }
@@ -110,6 +113,12 @@ fn golden(load_errors: &[String], compiled: &Compiled) -> String {
         ingresses: report.ingresses.iter().map(|o| format!("{}/{}", o.namespace, o.name)).collect(),
         routes: routes.into_iter().map(|r| GoldenRoute::new(r)).collect(),
         default_backend: table.default_backend().map(|r| GoldenRoute::new(r)),
+        tls: table
+            .tls()
+            .hosts()
+            .into_iter()
+            .map(|(host, c)| format!("{host} -> {} (notAfter {})", c.secret, c.not_after))
+            .collect(),
         diagnostics: report.diagnostics.iter().map(|d| format!("{} {}: {d}", d.severity, d.reason)).collect(),
         conditions: report
             .websocket_routes
@@ -179,6 +188,7 @@ fn reorder(snapshot: &Snapshot, order: Order) -> Snapshot {
         websocket_routes: apply(&snapshot.websocket_routes, order),
         services: apply(&snapshot.services, order),
         endpoint_slices: apply(&snapshot.endpoint_slices, order),
+        secrets: apply(&snapshot.secrets, order),
     }
 }
 
@@ -317,6 +327,7 @@ fn objects_with_missing_fields_compile_without_panicking() {
         websocket_routes: vec![WebSocketRoute::new("", Default::default())],
         services: vec![Service::default()],
         endpoint_slices: vec![EndpointSlice::default()],
+        secrets: vec![k8s_openapi::api::core::v1::Secret::default()],
     };
     let compiled = compile(&snapshot, &CompileOptions::default());
     assert!(compiled.table.is_empty());

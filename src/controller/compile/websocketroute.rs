@@ -4,6 +4,7 @@
 //!   spec.hostnames[k] (or every host) × spec.path (default Prefix /) ─► one candidate per hostname
 //!   spec.backends[b]  ─► weighted backends (weight default 1, at most 1000000)
 //!   spec.timeouts, spec.loadBalancing ─► Policy
+//!   spec.tls.secretName ─► a TLS request for the hostnames (a bad Secret: ResolvedRefs=False)
 //! ```
 //!
 //! Any invalid field makes the whole route unserved (Accepted=False, reason Invalid); backends are
@@ -18,6 +19,7 @@ use super::backends::{PortRef, ServiceIndex};
 use super::conditions::{Condition, ConditionType, RouteConditions};
 use super::duration::parse_duration;
 use super::matchers::{check_path, parse_hostname};
+use super::tls::TlsRequest;
 use super::{Candidate, Claimant, Diagnostic, ObjectKind, ObjectReport, Outcome, Reason};
 use crate::crd::{LoadBalancingPolicy, PathMatchType, WebSocketRoute};
 use crate::routes::{self, HostMatch, LoadBalancing, PathMatch, Policy, Route, Source, SourceKind};
@@ -33,6 +35,8 @@ pub(super) struct Findings {
     invalid: Vec<String>,
     /// Reasons and messages of unresolved backend references.
     unresolved: Vec<(Reason, String)>,
+    /// Whether the route asks for TLS.
+    tls: bool,
 }
 
 /// Turns one WebSocketRoute into candidate routes (none when its spec is invalid).
@@ -123,6 +127,22 @@ pub(super) fn compile_route(
     };
     let policy = Policy { handshake_timeout, idle_timeout, load_balancing };
 
+    if let Some(tls) = &spec.tls {
+        let field = "spec.tls.secretName".to_string();
+        let tls_hosts: Vec<(HostMatch, String)> =
+            hosts.iter().filter(|(host, _)| *host != HostMatch::Any).cloned().collect();
+        if tls.secret_name.is_empty() {
+            report.invalid(field, "secretName is required".to_string());
+        } else if tls_hosts.is_empty() {
+            let message = "spec.tls needs spec.hostnames: a certificate is chosen by the SNI name the client \
+                           sends, so it is never served"
+                .to_string();
+            report.warning(Reason::Invalid, "spec.tls".to_string(), message);
+        } else {
+            claimant.tls.push(TlsRequest { secret: tls.secret_name.clone(), field, hosts: tls_hosts });
+        }
+    }
+
     if let Some(path) = path.filter(|_| report.invalid.is_empty()) {
         let id: Arc<str> = format!("{}/{}", object.namespace, object.name).into();
         let source =
@@ -143,12 +163,22 @@ pub(super) fn compile_route(
         }
     }
     let ObjectReport { invalid, unresolved, .. } = report;
-    claimant.route_findings = Some(Findings { generation: route.metadata.generation, invalid, unresolved });
+    let tls = !claimant.tls.is_empty();
+    claimant.route_findings = Some(Findings { generation: route.metadata.generation, invalid, unresolved, tls });
+    if !claimant.route_findings.as_ref().is_some_and(|f| f.invalid.is_empty()) {
+        // An unserved route asks for no certificate.
+        claimant.tls.clear();
+    }
     claimant
 }
 
-/// Accepted, ResolvedRefs and Programmed for one route, given what compile and claim found.
-pub(super) fn conditions(findings: &Findings, candidates: &[Candidate], outcome: &Outcome) -> RouteConditions {
+/// Accepted, ResolvedRefs and Programmed for one route, given what compile, claim and the TLS step found.
+pub(super) fn conditions(
+    findings: &Findings,
+    candidates: &[Candidate],
+    outcome: &Outcome,
+    tls_problems: &[(Reason, String)],
+) -> RouteConditions {
     let condition = |kind, ok: bool, reason, message: String| Condition { kind, status: ok.into(), reason, message };
     let accepted = if !findings.invalid.is_empty() {
         condition(ConditionType::Accepted, false, Reason::Invalid, findings.invalid.join("; "))
@@ -162,7 +192,14 @@ pub(super) fn conditions(findings: &Findings, candidates: &[Candidate], outcome:
             "Route is valid and conflicts with no other route".into(),
         )
     };
-    let resolved_refs = match findings.unresolved.first() {
+    let unresolved: Vec<&(Reason, String)> = findings.unresolved.iter().chain(tls_problems).collect();
+    let resolved_refs = match unresolved.first() {
+        None if findings.tls => condition(
+            ConditionType::ResolvedRefs,
+            true,
+            Reason::ResolvedRefs,
+            "All backend Services and ports exist, and the TLS Secret is valid".into(),
+        ),
         None => condition(
             ConditionType::ResolvedRefs,
             true,
@@ -170,7 +207,7 @@ pub(super) fn conditions(findings: &Findings, candidates: &[Candidate], outcome:
             "All backend Services and ports exist".into(),
         ),
         Some((reason, _)) => {
-            let messages: Vec<&str> = findings.unresolved.iter().map(|(_, m)| m.as_str()).collect();
+            let messages: Vec<&str> = unresolved.iter().map(|(_, m)| m.as_str()).collect();
             condition(ConditionType::ResolvedRefs, false, *reason, messages.join("; "))
         }
     };

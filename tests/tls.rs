@@ -1,0 +1,414 @@
+//! TLS termination end to end: file mode with Ingress / WebSocketRoute `spec.tls` and kubernetes.io/tls
+//! Secrets, an HTTPS listener on 127.0.0.1:0, certificates made by rcgen at test time, and real rustls
+//! clients that verify the presented certificate against the test CA.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use wsgate::controller::compile::CompileOptions;
+use wsgate::server::{self, ServerConfig, Source};
+
+use support::{echo_server, sample, within};
+
+/// A test certificate authority; every server certificate of a test is signed by it.
+struct Ca {
+    der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A server certificate and its key, as PEM, plus the leaf's DER to compare with what a client sees.
+struct Issued {
+    cert_pem: String,
+    key_pem: String,
+    der: Vec<u8>,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let key = KeyPair::generate().expect("P-256 key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "wsgate test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        Ca { der: cert.der().clone(), issuer: Issuer::new(params, key) }
+    }
+
+    fn issue(&self, names: &[&str]) -> Issued {
+        let key = KeyPair::generate().expect("P-256 key");
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("names");
+        let cert = params.signed_by(&key, &self.issuer).expect("server certificate");
+        Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec() }
+    }
+
+    fn connector(&self) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).expect("CA certificate is valid");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// A kubernetes.io/tls Secret manifest, written with `data` (base64) or `stringData`.
+fn secret_yaml(name: &str, issued: &Issued, string_data: bool) -> String {
+    if string_data {
+        let indent = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  \
+             tls.crt: |\n{}  tls.key: |\n{}",
+            indent(&issued.cert_pem),
+            indent(&issued.key_pem)
+        )
+    } else {
+        let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\ndata:\n  \
+             tls.crt: {}\n  tls.key: {}\n",
+            b64(&issued.cert_pem),
+            b64(&issued.key_pem)
+        )
+    }
+}
+
+/// A Service `echo` with one endpoint, the echo backend.
+fn backend_yaml(port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: echo}}\nspec:\n  ports: [{{name: ws, port: 80}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: echo-1\n  \
+         labels: {{kubernetes.io/service-name: echo}}\naddressType: IPv4\nports: [{{name: ws, port: {port}}}]\n\
+         endpoints: [{{addresses: [127.0.0.1]}}]\n"
+    )
+}
+
+/// An Ingress of class wsgate serving `host` with TLS from `secret`.
+fn ingress_yaml(name: &str, host: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\nspec:\n  \
+         ingressClassName: wsgate\n  tls:\n  - hosts: [{host}]\n    secretName: {secret}\n  rules:\n  \
+         - host: {host}\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        \
+         backend: {{service: {{name: echo, port: {{name: ws}}}}}}\n"
+    )
+}
+
+/// A WebSocketRoute serving `host` with TLS from `secret`.
+fn route_yaml(name: &str, host: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: {name}}}\nspec:\n  \
+         hostnames: [{host}]\n  tls: {{secretName: {secret}}}\n  backends: [{{service: {{name: echo, port: ws}}}}]\n"
+    )
+}
+
+/// A temporary manifest folder, removed on drop.
+struct Folder(PathBuf);
+
+impl Folder {
+    fn new(test: &str) -> Folder {
+        let dir = std::env::temp_dir().join(format!("wsgate-tls-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create manifest folder");
+        Folder(dir)
+    }
+
+    fn write(&self, file: &str, content: &str) {
+        let tmp = self.0.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, content).expect("write manifest");
+        std::fs::rename(&tmp, self.0.join(file)).expect("rename manifest");
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Running {
+    http: SocketAddr,
+    https: SocketAddr,
+    admin: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(dir: &Path) -> Running {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let config = ServerConfig {
+        http_addr: any,
+        https_addr: Some(any),
+        admin_addr: any,
+        source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
+        drain: Duration::from_secs(1),
+    };
+    let bound = config.bind().await.expect("bind");
+    let http = bound.http.local_addr().expect("http address");
+    let https = bound.https.as_ref().expect("https listener").local_addr().expect("https address");
+    let admin = bound.admin.local_addr().expect("admin address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::run(config, bound, async {
+        let _ = stopped.await;
+    }));
+    Running { http, https, admin, _stop: stop }
+}
+
+async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let request = hyper::Request::get(path).header("host", host).body(Full::new(bytes::Bytes::new())).expect("request");
+    let response = support::http_to(addr, request).await;
+    let status = response.status().as_u16();
+    (status, support::body_text(response).await)
+}
+
+async fn metrics(running: &Running) -> String {
+    get(running.admin, "admin", "/metrics").await.1
+}
+
+/// Opens a TLS connection to the HTTPS listener with `sni` as the server name.
+async fn tls_connect(ca: &Ca, addr: SocketAddr, sni: &str) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = within("connect", TcpStream::connect(addr)).await?;
+    let name = ServerName::try_from(sni.to_string()).expect("a DNS name");
+    within("TLS handshake", ca.connector().connect(name, tcp)).await
+}
+
+/// The leaf certificate the server presented.
+fn presented(stream: &TlsStream<TcpStream>) -> Vec<u8> {
+    stream.get_ref().1.peer_certificates().and_then(|c| c.first()).expect("a server certificate").to_vec()
+}
+
+/// GET over TLS (SNI = Host = `host`); returns status and body.
+async fn https_get(ca: &Ca, addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let stream = tls_connect(ca, addr, host).await.expect("TLS handshake");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP over TLS");
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path).header("host", host).body(Full::new(bytes::Bytes::new())).expect("request");
+    let response = within("https response", sender.send_request(request)).await.expect("response");
+    let status = response.status().as_u16();
+    (status, support::body_text(response).await)
+}
+
+type Wss = WebSocketStream<TlsStream<TcpStream>>;
+
+/// A WebSocket over TLS through the HTTPS listener.
+async fn wss(ca: &Ca, addr: SocketAddr, host: &str, path: &str) -> Wss {
+    let stream = tls_connect(ca, addr, host).await.expect("TLS handshake");
+    let url = format!("wss://{host}{path}");
+    within("WebSocket handshake over TLS", tokio_tungstenite::client_async(url, stream)).await.expect("upgrade").0
+}
+
+async fn echo(ws: &mut Wss, text: &str) {
+    ws.send(Message::text(text)).await.expect("send");
+    let reply = within("echo", ws.next()).await.expect("open").expect("message");
+    assert_eq!(reply.into_text().expect("text").as_str(), text);
+}
+
+/// Polls `probe` every 20 ms until it returns true, failing after `support::WAIT`.
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(what, async {
+        while !probe().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn https_and_websockets_are_served_per_sni_name_and_unknown_names_are_refused() {
+    let backend = echo_server("echo").await;
+    let ca = Ca::new();
+    let chat = ca.issue(&["chat.example.com"]);
+    let other = ca.issue(&["other.example.com"]);
+    let folder = Folder::new("sni");
+    folder.write("backend.yaml", &backend_yaml(backend.addr.port()));
+    folder.write(
+        "chat.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("chat-tls", &chat, true),
+            ingress_yaml("chat", "chat.example.com", "chat-tls")
+        ),
+    );
+    folder.write(
+        "other.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("other-tls", &other, false),
+            route_yaml("other", "other.example.com", "other-tls")
+        ),
+    );
+    let running = start(&folder.0).await;
+    eventually("ready", || async { get(running.admin, "admin", "/readyz").await.0 == 200 }).await;
+
+    // HTTPS GET, routed by Host, with X-Forwarded-Proto: https.
+    let (status, body) = https_get(&ca, running.https, "chat.example.com", "/hello").await;
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
+    assert_eq!(seen["path"], "/hello");
+    assert_eq!(seen["headers"]["x-forwarded-proto"][0], "https", "{seen}");
+    // The same route over plain HTTP says http.
+    let (status, body) = get(running.http, "chat.example.com", "/hello").await;
+    assert_eq!(status, 200);
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
+    assert_eq!(seen["headers"]["x-forwarded-proto"][0], "http");
+
+    // Each host gets its own certificate on the one port.
+    let stream = tls_connect(&ca, running.https, "chat.example.com").await.expect("chat handshake");
+    assert_eq!(presented(&stream), chat.der);
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let stream = tls_connect(&ca, running.https, "other.example.com").await.expect("other handshake");
+    assert_eq!(presented(&stream), other.der);
+
+    // WebSockets through both (an Ingress and a WebSocketRoute), over TLS.
+    let mut chat_ws = wss(&ca, running.https, "chat.example.com", "/chat").await;
+    echo(&mut chat_ws, "hello over TLS").await;
+    let big = "x".repeat(200_000);
+    echo(&mut chat_ws, &big).await;
+    let mut other_ws = wss(&ca, running.https, "other.example.com", "/").await;
+    echo(&mut other_ws, "other").await;
+
+    // A name without a certificate is refused during the handshake, and counted.
+    let refused = tls_connect(&ca, running.https, "unknown.example.com").await;
+    assert!(refused.is_err(), "unknown SNI must be refused");
+    eventually("the refusal is counted", || async {
+        let text = metrics(&running).await;
+        sample(&text, "wsgate_tls_handshake_failures_total{reason=\"no_certificate\"}") == Some(1.0)
+    })
+    .await;
+    let text = metrics(&running).await;
+    assert!(sample(&text, "wsgate_tls_certificate_expiry_timestamp_seconds{secret=\"default/chat-tls\"}").is_some());
+    assert!(sample(&text, "wsgate_tls_certificate_expiry_timestamp_seconds{secret=\"default/other-tls\"}").is_some());
+    assert_eq!(sample(&text, "wsgate_websocket_connections_active{route=\"default/chat\"}"), Some(1.0), "{text}");
+
+    // Close from the client: the backend's close comes back through the relay.
+    chat_ws.close(None).await.expect("close");
+    let after = within("close answered", chat_ws.next()).await;
+    assert!(matches!(after, Some(Ok(Message::Close(_))) | None), "{after:?}");
+    drop(chat_ws);
+    eventually("the TLS tunnel ended and its bytes are counted", || async {
+        let text = metrics(&running).await;
+        let active = sample(&text, "wsgate_websocket_connections_active{route=\"default/chat\"}");
+        let up = sample(&text, "wsgate_proxied_bytes_total{direction=\"upstream\",route=\"default/chat\"}");
+        active == Some(0.0) && up.unwrap_or(0.0) >= 200_000.0
+    })
+    .await;
+
+    let (_, routes) = get(running.admin, "admin", "/debug/routes").await;
+    let routes: serde_json::Value = serde_json::from_str(&routes).expect("JSON");
+    let tls: Vec<String> = routes["tls"]
+        .as_array()
+        .expect("tls list")
+        .iter()
+        .map(|h| format!("{} {}", h["host"].as_str().unwrap_or("?"), h["secret"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(tls, ["chat.example.com default/chat-tls", "other.example.com default/other-tls"]);
+    let raw = serde_json::to_string(&routes).expect("JSON");
+    assert!(!raw.contains("PRIVATE KEY") && !raw.contains(&chat.key_pem), "no key material in /debug/routes");
+}
+
+#[tokio::test]
+async fn a_replaced_certificate_applies_to_new_connections_and_open_websockets_keep_going() {
+    let backend = echo_server("echo").await;
+    let ca = Ca::new();
+    let first = ca.issue(&["chat.example.com"]);
+    let second = ca.issue(&["chat.example.com", "www.chat.example.com"]);
+    let folder = Folder::new("rotate");
+    folder.write("backend.yaml", &backend_yaml(backend.addr.port()));
+    folder.write("ingress.yaml", &ingress_yaml("chat", "chat.example.com", "chat-tls"));
+    folder.write("secret.yaml", &secret_yaml("chat-tls", &first, false));
+    let running = start(&folder.0).await;
+    eventually("ready", || async { get(running.admin, "admin", "/readyz").await.0 == 200 }).await;
+
+    let mut open = wss(&ca, running.https, "chat.example.com", "/live").await;
+    echo(&mut open, "before").await;
+    let stream = tls_connect(&ca, running.https, "chat.example.com").await.expect("handshake");
+    assert_eq!(presented(&stream), first.der);
+
+    folder.write("secret.yaml", &secret_yaml("chat-tls", &second, true));
+    eventually("new connections get the new certificate", || async {
+        let stream = tls_connect(&ca, running.https, "chat.example.com").await.expect("handshake");
+        presented(&stream) == second.der
+    })
+    .await;
+    echo(&mut open, "after the swap").await;
+    let mut fresh = wss(&ca, running.https, "chat.example.com", "/new").await;
+    echo(&mut fresh, "new").await;
+}
+
+#[tokio::test]
+async fn a_broken_secret_is_reported_and_everything_else_keeps_working() {
+    let backend = echo_server("echo").await;
+    let ca = Ca::new();
+    let good = ca.issue(&["good.example.com"]);
+    let stranger = ca.issue(&["bad.example.com"]);
+    let folder = Folder::new("broken");
+    folder.write("backend.yaml", &backend_yaml(backend.addr.port()));
+    folder.write(
+        "good.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("good-tls", &good, false),
+            ingress_yaml("good", "good.example.com", "good-tls")
+        ),
+    );
+    // The key of another certificate.
+    let mismatched = Issued { cert_pem: stranger.cert_pem.clone(), key_pem: good.key_pem.clone(), der: Vec::new() };
+    folder.write(
+        "bad.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("bad-tls", &mismatched, false),
+            ingress_yaml("bad", "bad.example.com", "bad-tls")
+        ),
+    );
+    folder.write("missing.yaml", &ingress_yaml("missing", "missing.example.com", "nowhere"));
+    let running = start(&folder.0).await;
+    eventually("ready", || async { get(running.admin, "admin", "/readyz").await.0 == 200 }).await;
+
+    assert_eq!(https_get(&ca, running.https, "good.example.com", "/").await.0, 200);
+    assert!(tls_connect(&ca, running.https, "bad.example.com").await.is_err(), "no certificate for bad");
+    // The broken hosts are still served over plain HTTP.
+    assert_eq!(get(running.http, "bad.example.com", "/").await.0, 200);
+    assert_eq!(get(running.http, "missing.example.com", "/").await.0, 200);
+    let text = metrics(&running).await;
+    assert_eq!(sample(&text, "wsgate_config_errors"), Some(2.0), "{text}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wsgate")).arg("check").arg(&folder.0).output().expect("run check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "error: Ingress default/bad: spec.tls[0].secretName: Secret default/bad-tls: tls.key does not match \
+             the certificate in tls.crt"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error: Ingress default/missing: spec.tls[0].secretName: Secret default/nowhere not found"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("default/good"), "the good Ingress has no diagnostic: {stdout}");
+    assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+}
