@@ -5,8 +5,9 @@
 //! ```text
 //!   client (TLS) ──read──► buf (16 KiB) ──write_all + flush──► backend   (upstream)
 //!   client (TLS) ◄──write_all + flush── buf (16 KiB) ◄──read── backend   (downstream)
-//!   EOF on one side ─► shutdown(write) on the other (close_notify + FIN for TLS); the other keeps going
-//!   both directions done ─► Closed; no byte either way for `idle_timeout` ─► IdleTimeout
+//!   EOF on one side ─► shutdown(write) on the other (close_notify + FIN for TLS), and the other
+//!   direction stops once the chunk it holds is written ─► Closed (the first EOF ends the relay, as
+//!   in the plain tunnel; see `tunnel` for why); no byte either way for `idle_timeout` ─► IdleTimeout
 //! ```
 //!
 //! Memory: each relay owns two 16 KiB buffers for its whole life, on top of rustls's own buffers (about
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::tunnel::{End, Meter};
@@ -50,8 +52,7 @@ impl Activity {
     }
 }
 
-/// Relays between `client` and `backend` until both directions finished, the idle timeout, or an I/O
-/// error. `backend_buffered` is what was read from the backend past its 101 answer; it goes to the
+/// Relays between `client` and `backend` until one side closes, the idle timeout, or an I/O error. `backend_buffered` is what was read from the backend past its 101 answer; it goes to the
 /// client first. Byte counts go to `upstream` (client → backend) and `downstream`.
 pub async fn relay<C, B>(
     client: C,
@@ -68,8 +69,9 @@ where
     let activity = Activity { started: Instant::now(), last_ms: AtomicU64::new(0) };
     let (client_read, client_write) = tokio::io::split(client);
     let (backend_read, backend_write) = tokio::io::split(backend);
-    let up = pump(client_read, backend_write, Bytes::new(), upstream, &activity);
-    let down = pump(backend_read, client_write, backend_buffered, downstream, &activity);
+    let (stop, _) = watch::channel(false);
+    let up = pump(client_read, backend_write, Bytes::new(), upstream, &activity, &stop);
+    let down = pump(backend_read, client_write, backend_buffered, downstream, &activity, &stop);
     let end = tokio::select! {
         both = async { tokio::try_join!(up, down) } => both.map(|_| End::Closed),
         () = activity.silent_for(idle_timeout) => Ok(End::IdleTimeout),
@@ -79,8 +81,16 @@ where
     end
 }
 
-/// One direction: copies until `src` reaches EOF, then shuts down `dst`'s write side.
-async fn pump<R, W>(mut src: R, mut dst: W, first: Bytes, meter: &mut Meter, activity: &Activity) -> io::Result<()>
+/// One direction: copies until `src` reaches EOF, then shuts down `dst`'s write side and tells the other
+/// direction to stop; or stops when told to, between chunks (a chunk read is always written).
+async fn pump<R, W>(
+    mut src: R,
+    mut dst: W,
+    first: Bytes,
+    meter: &mut Meter,
+    activity: &Activity,
+    stop: &watch::Sender<bool>,
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -92,10 +102,16 @@ where
         activity.touch();
     }
     let mut buf = vec![0u8; BUFFER_LEN];
+    let mut stopped = stop.subscribe();
     loop {
-        let n = src.read(&mut buf).await?;
+        let n = tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => return Ok(()),
+            n = src.read(&mut buf) => n?,
+        };
         if n == 0 {
-            // A peer that already went away makes shutdown fail; the other direction will notice.
+            stop.send_replace(true);
+            // A peer that already went away makes shutdown fail; nothing is left to tell it.
             let _ = dst.shutdown().await;
             return Ok(());
         }
@@ -117,7 +133,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn relays_both_ways_with_half_close_and_counts_bytes() {
+    async fn relays_both_ways_and_the_first_eof_ends_it() {
         let (mut client, client_near) = tokio::io::duplex(64);
         let (backend_near, mut backend) = tokio::io::duplex(64);
         let relay = tokio::spawn(async move {
@@ -136,19 +152,22 @@ mod tests {
         let mut early = [0u8; 5];
         client.read_exact(&mut early).await.expect("leftovers");
         assert_eq!(&early, b"early");
+        backend.write_all(b"reply").await.expect("write");
+        client.read_exact(&mut early).await.expect("reply");
+        assert_eq!(&early, b"reply");
         client.write_all(b"hello").await.expect("write");
         client.shutdown().await.expect("half-close");
         let mut got = Vec::new();
         backend.read_to_end(&mut got).await.expect("read");
         assert_eq!(got, b"hello", "the backend sees the client's EOF after its data");
-        backend.write_all(b"late reply").await.expect("write after half-close");
-        backend.shutdown().await.expect("close");
-        let mut reply = Vec::new();
-        client.read_to_end(&mut reply).await.expect("read");
-        assert_eq!(reply, b"late reply");
+        // The backend keeps its side open; the relay ends anyway and the client sees EOF.
         let (end, up, down) = tokio::time::timeout(Duration::from_secs(5), relay).await.expect("ends").expect("task");
         assert_eq!(end, End::Closed);
-        assert_eq!((up, down), (5, 15));
+        assert_eq!((up, down), (5, 10));
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.expect("read");
+        assert!(rest.is_empty(), "{rest:?}");
+        drop(backend);
     }
 
     #[tokio::test]

@@ -272,14 +272,10 @@ impl TunnelSetup {
     /// Like [`run`](TunnelSetup::run) for a client that is not a plain TCP socket (TLS): relays with the
     /// generic copy loop, with the same idle timeout, metrics and drain.
     async fn relay(self, client: TokioIo<Upgraded>, backend: TcpStream, backend_buffered: Bytes) {
-        let TunnelSetup { lease: _lease, session: _session, mut upstream, mut downstream, idle_timeout, mut drain } =
+        let TunnelSetup { lease: _lease, session: _session, mut upstream, mut downstream, idle_timeout, drain: _drain } =
             self;
-        let relay =
-            super::relay::relay(client, backend, backend_buffered, idle_timeout, &mut upstream, &mut downstream);
-        let end = tokio::select! {
-            end = relay => end,
-            () = drain.closing() => Ok(End::Closed),
-        };
+        let end =
+            super::relay::relay(client, backend, backend_buffered, idle_timeout, &mut upstream, &mut downstream).await;
         upstream.flush();
         downstream.flush();
         let (up, down) = (upstream.total(), downstream.total());
