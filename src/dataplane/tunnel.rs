@@ -213,6 +213,9 @@ pub struct Tunnel {
     /// Bytes moved since the latest tick.
     moved: bool,
     timer: Pin<Box<Sleep>>,
+    /// The timer has been polled since it last fired, so it holds this task's waker and will wake it:
+    /// until it fires (`is_elapsed`) there is no need to poll it again.
+    timer_armed: bool,
     /// One side reached EOF: no more reads, only what is pending gets written before the tunnel ends.
     closing: bool,
 }
@@ -239,6 +242,7 @@ impl Tunnel {
             quiet_since: now,
             moved: false,
             closing: false,
+            timer_armed: false,
             timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         };
         if tunnel.unflushed() {
@@ -313,15 +317,20 @@ impl Future for Tunnel {
         if this.upstream.meter.total + this.downstream.meter.total != before {
             this.note_moved();
         }
-        while this.timer.as_mut().poll(cx).is_ready() {
-            let now = Instant::now();
-            this.flush();
-            if std::mem::take(&mut this.moved) {
-                this.quiet_since = now;
-            } else if this.quiet_since + this.idle_timeout <= now {
-                return Poll::Ready(Ok(End::IdleTimeout));
+        // why gated: polling an armed timer on every wake-up (every relayed message) only re-registers
+        // the same waker; resets keep the registered waker.
+        if !this.timer_armed || this.timer.is_elapsed() {
+            while this.timer.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                this.flush();
+                if std::mem::take(&mut this.moved) {
+                    this.quiet_since = now;
+                } else if this.quiet_since + this.idle_timeout <= now {
+                    return Poll::Ready(Ok(End::IdleTimeout));
+                }
+                this.timer.as_mut().reset(this.quiet_since + this.idle_timeout);
             }
-            this.timer.as_mut().reset(this.quiet_since + this.idle_timeout);
+            this.timer_armed = true;
         }
         Poll::Pending
     }
