@@ -171,7 +171,10 @@ async fn post_bodies_stream_both_ways() {
 
     // A full body.
     let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
-    let request = Request::post("/upload").body(Full::new(Bytes::from(payload.clone()))).expect("request");
+    let request = Request::post("/upload")
+        .header("host", "test.local")
+        .body(Full::new(Bytes::from(payload.clone())))
+        .expect("request");
     let response = gateway.http(request).await;
     assert_eq!(response.status(), 200);
     let echoed = within("echoed body", response.into_body().collect()).await.expect("body").to_bytes();
@@ -183,7 +186,7 @@ async fn post_bodies_stream_both_ways() {
     let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(Frame::data(chunk)), rx))
     });
-    let request = Request::post("/stream").body(StreamBody::new(chunks)).expect("request");
+    let request = Request::post("/stream").header("host", "test.local").body(StreamBody::new(chunks)).expect("request");
     tx.send(Bytes::from_static(b"first chunk")).await.expect("send first");
     let mut body = gateway.http(request).await.into_body();
     let first = within("first echoed chunk", body.frame()).await.expect("frame").expect("ok").into_data();

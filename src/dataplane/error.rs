@@ -48,6 +48,10 @@ pub enum ProxyError {
     /// The backend did not answer in time.
     #[error("the backend did not answer within {0:?}")]
     Timeout(Duration),
+    /// The request breaks HTTP/1.1 itself (RFC 9112 §3.2: Host missing, repeated or invalid; a request
+    /// target in a form the request may not use); the reason is a fixed sentence.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     /// The client's upgrade request breaks RFC 6455 §4.2.1; the reason is a fixed sentence.
     #[error("bad WebSocket handshake: {0}")]
     BadHandshake(&'static str),
@@ -76,7 +80,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
         }
     }
@@ -89,7 +93,7 @@ impl ProxyError {
             | ProxyError::BackendStream(_)
             | ProxyError::BadAccept
             | ProxyError::Timeout(_) => Side::Backend,
-            ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => Side::Client,
+            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => Side::Client,
         }
     }
 
@@ -101,7 +105,9 @@ impl ProxyError {
                 UpgradeOutcome::BackendError
             }
             ProxyError::Timeout(_) => UpgradeOutcome::Timeout,
-            ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => UpgradeOutcome::BadRequest,
+            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => {
+                UpgradeOutcome::BadRequest
+            }
         }
     }
 

@@ -4,13 +4,16 @@
 //!   client ── GET, HTTP/1.1, Upgrade: websocket, Connection: upgrade,
 //!             Sec-WebSocket-Key (16 bytes, base64), Sec-WebSocket-Version: 13 ──► wsgate
 //!   wsgate ── 426 + Sec-WebSocket-Version: 13   (version missing or not 13)
-//!          ── 400 + one-line reason             (anything else wrong)
+//!          ── 400 + one-line reason             (anything else wrong, a body included)
 //!   backend ── 101 + Sec-WebSocket-Accept = base64(SHA-1(key ‖ GUID)) ──► relayed, else 502
 //! ```
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING,
+    UPGRADE,
+};
 use http::{HeaderMap, HeaderValue, Method, Version};
 use sha1::{Digest, Sha1};
 
@@ -43,6 +46,14 @@ pub fn validate(method: &Method, version: Version, headers: &HeaderMap) -> Resul
     }
     if !has_token(headers, &CONNECTION, "upgrade") {
         return Err(ProxyError::BadHandshake("the Connection header must contain \"upgrade\""));
+    }
+    // why refuse a body: RFC 6455 gives the GET no body, and whatever follows the head is WebSocket
+    // frames; relaying a body would hand the backend bytes it reads as frames. (`Content-Length: 0` is
+    // no body.)
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers.get_all(CONTENT_LENGTH).iter().any(|v| v.as_bytes().trim_ascii() != b"0");
+    if has_body {
+        return Err(ProxyError::BadHandshake("a WebSocket handshake must not have a body"));
     }
     // why the version before the key: a client speaking another version may format its key differently;
     // telling it which version we speak (426) is the useful answer.
@@ -142,6 +153,14 @@ mod tests {
             let err = bad(Method::GET, Version::HTTP_11, with(("sec-websocket-key", key)));
             assert!(matches!(err, ProxyError::BadHandshake(_)), "{key:?}: {err}");
         }
+        for body in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let mut h = headers(GOOD);
+            h.append(HeaderName::from_static(body.0), HeaderValue::from_static(body.1));
+            assert!(matches!(bad(Method::GET, Version::HTTP_11, h), ProxyError::BadHandshake(_)), "{body:?}");
+        }
+        let mut empty_body = headers(GOOD);
+        empty_body.append(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        assert!(validate(&Method::GET, Version::HTTP_11, &empty_body).is_ok());
         for version in [None, Some("8"), Some("13x")] {
             let err = bad(Method::GET, Version::HTTP_11, with(("sec-websocket-version", version)));
             assert!(matches!(err, ProxyError::UnsupportedVersion), "{version:?}: {err}");
