@@ -330,6 +330,19 @@ struct Seen {
 /// A backend that answers the handshake with `extra` headers after a correct 101, writes `frames`,
 /// then reads until the client's EOF and reports what it saw.
 async fn scripted_backend(extra: &'static str, frames: Vec<u8>) -> (SocketAddr, oneshot::Receiver<Seen>) {
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {ACCEPT}\r\n{extra}\r\n"
+    );
+    backend_answering(answer, frames).await
+}
+
+/// Stands for the right `Sec-WebSocket-Accept` in a [`backend_answering`] answer.
+const ACCEPT: &str = "<accept>";
+
+/// A backend that reads one handshake head, writes `answer` (with [`ACCEPT`] replaced by the right
+/// accept value) and `frames`, then reads until EOF and reports what it saw.
+async fn backend_answering(answer: String, frames: Vec<u8>) -> (SocketAddr, oneshot::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
@@ -343,18 +356,44 @@ async fn scripted_backend(extra: &'static str, frames: Vec<u8>) -> (SocketAddr, 
         }
         let head = String::from_utf8(head).expect("ascii head");
         let key = header_of(&head, "sec-websocket-key").expect("key forwarded").to_string();
-        let answer = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n{extra}\r\n",
-            derive_accept_key(key.as_bytes())
-        );
-        stream.write_all(answer.as_bytes()).await.expect("write 101");
+        let answer = answer.replace(ACCEPT, &derive_accept_key(key.as_bytes()));
+        stream.write_all(answer.as_bytes()).await.expect("write answer");
         stream.write_all(&frames).await.expect("write frames");
         let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).await.expect("read until the client's EOF");
+        // The proxy may close without a clean shutdown after refusing the answer.
+        let _ = stream.read_to_end(&mut bytes).await;
         let _ = tx.send(Seen { head, bytes });
     });
     (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_101_that_is_not_a_websocket_handshake_is_a_502_on_both_paths() {
+    // RFC 6455 §4.1: a client fails a 101 without `Upgrade: websocket`, `Connection: upgrade` or the
+    // right accept. The proxy rewrites the first two on the 101 it relays, so it must check them itself.
+    let status = "HTTP/1.1 101 Switching Protocols\r\n";
+    let accept = format!("Sec-WebSocket-Accept: {ACCEPT}\r\n");
+    // What is wrong, the answer, and the word the 502's reason must name.
+    let answers = [
+        ("no Upgrade", format!("{status}Connection: Upgrade\r\n{accept}\r\n"), "Upgrade"),
+        ("Upgrade: h2c", format!("{status}Upgrade: h2c\r\nConnection: Upgrade\r\n{accept}\r\n"), "Upgrade"),
+        ("no Connection", format!("{status}Upgrade: websocket\r\n{accept}\r\n"), "Connection"),
+        ("no accept", format!("{status}Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"), "Sec-WebSocket-Accept"),
+    ];
+    let first = echo_server("first").await;
+    for (what, answer, named) in answers {
+        for path in PATHS {
+            let (backend, _seen) = backend_answering(answer.clone(), Vec::new()).await;
+            let gateway = Gateway::start(table(1, vec![route("broken", "/", &[backend]), first_route(&first)])).await;
+            let (reply, _) = send_on(path, gateway.addr, &upgrade_request("/", KEY, "13")).await;
+            assert_eq!(status_of(&reply), 502, "{what} on the {path:?} path: {reply}");
+            assert!(body_of(&reply).contains(named), "{what} on the {path:?} path: {reply}");
+            let text = gateway.metrics.render();
+            let failed =
+                sample(&text, r#"wsgate_websocket_upgrades_total{outcome="backend_error",route="test/broken"}"#);
+            assert_eq!(failed, Some(1.0), "{what} on the {path:?} path");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,9 +42,11 @@ pub enum ProxyError {
     /// The same, seen by the fast upgrade path (which speaks HTTP/1.1 to the backend itself).
     #[error("the backend failed: {0}")]
     BackendStream(#[source] io::Error),
-    /// The backend answered 101 without a correct `Sec-WebSocket-Accept`.
-    #[error("the backend answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
-    BadAccept,
+    /// The backend answered 101 in a way RFC 6455 §4.1 tells a client to fail (a wrong
+    /// `Sec-WebSocket-Accept`, no `Upgrade: websocket`, no `Connection: upgrade`); the reason is a
+    /// fixed sentence.
+    #[error("the backend's 101 answer is not a WebSocket handshake: {0}")]
+    BadSwitch(&'static str),
     /// The backend did not answer in time.
     #[error("the backend did not answer within {0:?}")]
     Timeout(Duration),
@@ -76,9 +78,10 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BackendStream(_) | ProxyError::BadAccept => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Backend(_)
+            | ProxyError::BackendStream(_)
+            | ProxyError::BadSwitch(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
@@ -91,7 +94,7 @@ impl ProxyError {
             ProxyError::Connect(_)
             | ProxyError::Backend(_)
             | ProxyError::BackendStream(_)
-            | ProxyError::BadAccept
+            | ProxyError::BadSwitch(_)
             | ProxyError::Timeout(_) => Side::Backend,
             ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => Side::Client,
         }
@@ -101,9 +104,10 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => UpgradeOutcome::NoRoute,
             ProxyError::NoEndpoint => UpgradeOutcome::NoEndpoint,
-            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BackendStream(_) | ProxyError::BadAccept => {
-                UpgradeOutcome::BackendError
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Backend(_)
+            | ProxyError::BackendStream(_)
+            | ProxyError::BadSwitch(_) => UpgradeOutcome::BackendError,
             ProxyError::Timeout(_) => UpgradeOutcome::Timeout,
             ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => {
                 UpgradeOutcome::BadRequest
@@ -203,6 +207,6 @@ mod tests {
         assert_eq!(ProxyError::Timeout(Duration::from_secs(1)).status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(ProxyError::Timeout(Duration::from_secs(1)).upgrade_outcome(), UpgradeOutcome::Timeout);
         assert_eq!(ProxyError::BadHandshake("x").status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ProxyError::BadAccept.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(ProxyError::BadSwitch("x").status(), StatusCode::BAD_GATEWAY);
     }
 }

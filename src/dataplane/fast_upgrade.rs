@@ -11,7 +11,7 @@
 //!     └─ upgrade with a route ─► pick + connect (next endpoint on refusal) ─► write the head
 //!          ─► read the answer head (all within policy.handshake_timeout, else 504)
 //!            101 + right accept ─► count, write 101 ─► tunnel task (this task ends)
-//!            101 + wrong accept ─► 502          other status ─► relayed with its body
+//!            101 + wrong accept, no Upgrade or Connection ─► 502   other status ─► relayed with its body
 //!            connect/backend failure ─► 502 / 503         every answer but 101 closes the connection
 //! ```
 //!
@@ -293,7 +293,7 @@ impl Exchange<'_> {
             Err(error) => return self.fail(stream, error, out, started).await,
         };
         if let Err(error) = handshake::check_accept(&self.handshake, &answer.headers) {
-            warn!(route = %self.route.id, endpoint = %answer.lease.addr(), "backend answered 101 with a wrong Sec-WebSocket-Accept");
+            warn!(route = %self.route.id, endpoint = %answer.lease.addr(), %error, "backend answered a broken 101");
             return self.fail(stream, error, out, started).await;
         }
 

@@ -5,7 +5,8 @@
 //!             Sec-WebSocket-Key (16 bytes, base64), Sec-WebSocket-Version: 13 ──► wsgate
 //!   wsgate ── 426 + Sec-WebSocket-Version: 13   (version missing or not 13)
 //!          ── 400 + one-line reason             (anything else wrong, a body included)
-//!   backend ── 101 + Sec-WebSocket-Accept = base64(SHA-1(key ‖ GUID)) ──► relayed, else 502
+//!   backend ── 101 + Upgrade: websocket + Connection: upgrade
+//!              + Sec-WebSocket-Accept = base64(SHA-1(key ‖ GUID)) ──► relayed, else 502
 //! ```
 
 use base64::Engine as _;
@@ -89,13 +90,24 @@ pub fn accept_for(key: &[u8]) -> String {
     BASE64.encode(sha.finalize())
 }
 
-/// Checks a backend's 101 answer: its `Sec-WebSocket-Accept` must match the client's key.
+/// Checks a backend's 101 answer as RFC 6455 §4.1 has a client check it: `Upgrade: websocket`,
+/// `Connection: upgrade` and a `Sec-WebSocket-Accept` matching the client's key.
+///
+/// why the proxy checks, not only the client: the proxy rewrites `Upgrade` and `Connection` on the 101
+/// it relays, so a client could not see that the backend left them out. `Sec-WebSocket-Protocol` and
+/// `Sec-WebSocket-Extensions` are relayed unchanged and left to the client, which knows what it offered.
 pub fn check_accept(handshake: &ClientHandshake, answer: &HeaderMap) -> Result<(), ProxyError> {
+    if !has_token(answer, &UPGRADE, "websocket") {
+        return Err(ProxyError::BadSwitch("no Upgrade: websocket"));
+    }
+    if !has_token(answer, &CONNECTION, "upgrade") {
+        return Err(ProxyError::BadSwitch("no Connection: upgrade"));
+    }
     let expected = accept_for(handshake.key.as_bytes());
     let mut accepts = answer.get_all(SEC_WEBSOCKET_ACCEPT).iter();
     match (accepts.next(), accepts.next()) {
         (Some(accept), None) if accept.as_bytes().trim_ascii() == expected.as_bytes() => Ok(()),
-        _ => Err(ProxyError::BadAccept),
+        _ => Err(ProxyError::BadSwitch("a wrong Sec-WebSocket-Accept")),
     }
 }
 
@@ -170,8 +182,17 @@ mod tests {
     #[test]
     fn checks_the_backend_accept() {
         let hs = ClientHandshake { key: HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==") };
-        assert!(check_accept(&hs, &headers(&[("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")])).is_ok());
-        assert!(check_accept(&hs, &headers(&[("sec-websocket-accept", "AAAA")])).is_err());
-        assert!(check_accept(&hs, &headers(&[])).is_err());
+        let answer = |accept: Option<&str>, upgrade: &str, connection: &str| {
+            let mut pairs = vec![("upgrade", upgrade), ("connection", connection)];
+            pairs.extend(accept.map(|a| ("sec-websocket-accept", a)));
+            check_accept(&hs, &headers(&pairs))
+        };
+        let right = Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert!(answer(right, "websocket", "Upgrade").is_ok());
+        assert!(answer(right, "WebSocket", "keep-alive, upgrade").is_ok());
+        assert!(answer(Some("AAAA"), "websocket", "Upgrade").is_err());
+        assert!(answer(None, "websocket", "Upgrade").is_err());
+        assert!(answer(right, "h2c", "Upgrade").is_err());
+        assert!(answer(right, "websocket", "keep-alive").is_err());
     }
 }
