@@ -266,14 +266,22 @@ async fn handshake_checks_give_the_same_answer_on_both_paths() {
     ];
     for (what, request, status) in &refused {
         for path in PATHS {
-            let (answer, _) = send_on(path, gateway.addr, request).await;
+            let (answer, mut stream) = send_on(path, gateway.addr, request).await;
             assert_eq!(status_of(&answer), *status, "{what} on the {path:?} path: {answer}");
-            assert_eq!(header_of(&answer, "connection"), Some("close"), "{what} on the {path:?} path: {answer}");
             assert_eq!(body_of(&answer).lines().count(), 1, "a one-line reason: {answer}");
             if *status == 426 {
-                // RFC 6455 §4.4: the versions the server speaks.
+                // RFC 6455 §4.4: the versions the server speaks; RFC 9110 §15.5.22: the protocol to
+                // upgrade to, listed in Connection too (§7.8).
                 assert_eq!(header_of(&answer, "sec-websocket-version"), Some("13"), "{answer}");
+                assert_eq!(header_of(&answer, "upgrade"), Some("websocket"), "{answer}");
+                assert_eq!(header_of(&answer, "connection"), Some("upgrade, close"), "{answer}");
+            } else {
+                assert_eq!(header_of(&answer, "connection"), Some("close"), "{what} on the {path:?} path: {answer}");
             }
+            // Either way the connection is closed after the answer.
+            let mut rest = Vec::new();
+            let read = within("close after the refusal", stream.read_to_end(&mut rest)).await;
+            assert!(read.is_err() || rest.is_empty(), "nothing follows the refusal: {rest:?}");
         }
     }
     assert_eq!(echo.stats.open_websockets(), 0, "no refused handshake reached the backend");

@@ -14,7 +14,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_VERSION};
+use http::header::{CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::metrics::UpgradeOutcome;
@@ -145,7 +145,12 @@ impl ProxyError {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if let ProxyError::UnsupportedVersion = self {
+            // RFC 6455 §4.4: the versions this server speaks. RFC 9110 §15.5.22 and §7.8: a 426 names
+            // the protocol to upgrade to in `Upgrade`, and whoever sends `Upgrade` lists it in
+            // `Connection`.
             headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade, close"));
         }
         response
     }
@@ -195,7 +200,8 @@ mod tests {
         let response = ProxyError::UnsupportedVersion.into_response(true);
         assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(response.headers()[SEC_WEBSOCKET_VERSION], "13");
-        assert_eq!(response.headers()[CONNECTION], "close");
+        assert_eq!(response.headers()[UPGRADE], "websocket");
+        assert_eq!(response.headers()[CONNECTION], "upgrade, close");
     }
 
     #[test]
