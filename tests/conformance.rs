@@ -252,6 +252,8 @@ async fn handshake_checks_give_the_same_answer_on_both_paths() {
     let refused: Vec<(&str, String, u16)> = vec![
         ("POST", good.replacen("GET", "POST", 1), 400),
         ("HTTP/1.0", good.replacen("HTTP/1.1", "HTTP/1.0", 1), 400),
+        ("no Upgrade", handshake_with("Upgrade", None), 400),
+        ("Upgrade without websocket", handshake_with("Upgrade", Some("h2c")), 400),
         ("no Connection", handshake_with("Connection", None), 400),
         ("Connection without upgrade", handshake_with("Connection", Some("keep-alive")), 400),
         ("no key", handshake_with("Sec-WebSocket-Key", None), 400),

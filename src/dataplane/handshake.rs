@@ -1,7 +1,8 @@
 //! The WebSocket opening handshake (RFC 6455 §4): checking the client's request and the backend's answer.
 //!
 //! ```text
-//!   client ── GET, HTTP/1.1, Upgrade: websocket, Connection: upgrade,
+//!   a request with Upgrade: websocket, Sec-WebSocket-Key or Sec-WebSocket-Version is a handshake:
+//!   client ── GET, HTTP/1.1, Upgrade: websocket, Connection: upgrade, no body,
 //!             Sec-WebSocket-Key (16 bytes, base64), Sec-WebSocket-Version: 13 ──► wsgate
 //!   wsgate ── 426 + Sec-WebSocket-Version: 13   (version missing or not 13)
 //!          ── 400 + one-line reason             (anything else wrong, a body included)
@@ -24,10 +25,14 @@ use super::headers::has_token;
 /// The GUID RFC 6455 appends to the key before hashing.
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// Whether a request asks to switch to WebSocket. Such a request is then held to RFC 6455: a malformed
-/// one is refused rather than forwarded as plain HTTP.
+/// Whether a request asks to switch to WebSocket: `Upgrade: websocket`, or a `Sec-WebSocket-Key` or
+/// `Sec-WebSocket-Version` header (only a handshake carries those). Such a request is then held to
+/// RFC 6455: a malformed one is refused (§4.2.1: 400) rather than forwarded as plain HTTP, where the
+/// backend would see a handshake with its `Upgrade` and `Connection` removed as hop-by-hop.
 pub fn wants_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, &UPGRADE, "websocket")
+        || headers.contains_key(SEC_WEBSOCKET_KEY)
+        || headers.contains_key(SEC_WEBSOCKET_VERSION)
 }
 
 /// A client handshake that passed every check: what the proxy needs to forward it and check the answer.
@@ -44,6 +49,9 @@ pub fn validate(method: &Method, version: Version, headers: &HeaderMap) -> Resul
     }
     if version != Version::HTTP_11 {
         return Err(ProxyError::BadHandshake("a WebSocket handshake must use HTTP/1.1"));
+    }
+    if !has_token(headers, &UPGRADE, "websocket") {
+        return Err(ProxyError::BadHandshake("the Upgrade header must contain \"websocket\""));
     }
     if !has_token(headers, &CONNECTION, "upgrade") {
         return Err(ProxyError::BadHandshake("the Connection header must contain \"upgrade\""));
@@ -150,6 +158,7 @@ mod tests {
         let hs = validate(&Method::GET, Version::HTTP_11, &headers(GOOD)).expect("valid");
         assert_eq!(hs.key, "dGhlIHNhbXBsZSBub25jZQ==");
         assert!(wants_websocket(&headers(GOOD)));
+        assert!(!wants_websocket(&headers(&[("upgrade", "h2c"), ("connection", "upgrade")])));
     }
 
     #[test]
@@ -161,6 +170,11 @@ mod tests {
             bad(Method::GET, Version::HTTP_11, with(("connection", Some("keep-alive")))),
             ProxyError::BadHandshake(_)
         ));
+        for upgrade in [None, Some("h2c"), Some("websocket2")] {
+            let h = with(("upgrade", upgrade));
+            assert!(wants_websocket(&h), "the key and version mark a handshake");
+            assert!(matches!(bad(Method::GET, Version::HTTP_11, h), ProxyError::BadHandshake(_)), "{upgrade:?}");
+        }
         for key in [None, Some("short"), Some("dGhlIHNhbXBsZSBub25jZQ"), Some("AAAAAAAAAAAAAAAAAAAAAAAA")] {
             let err = bad(Method::GET, Version::HTTP_11, with(("sec-websocket-key", key)));
             assert!(matches!(err, ProxyError::BadHandshake(_)), "{key:?}: {err}");
