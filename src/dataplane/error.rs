@@ -14,7 +14,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_VERSION};
+use http::header::{CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::metrics::UpgradeOutcome;
@@ -42,12 +42,18 @@ pub enum ProxyError {
     /// The same, seen by the fast upgrade path (which speaks HTTP/1.1 to the backend itself).
     #[error("the backend failed: {0}")]
     BackendStream(#[source] io::Error),
-    /// The backend answered 101 without a correct `Sec-WebSocket-Accept`.
-    #[error("the backend answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
-    BadAccept,
+    /// The backend answered 101 in a way RFC 6455 §4.1 tells a client to fail (a wrong
+    /// `Sec-WebSocket-Accept`, no `Upgrade: websocket`, no `Connection: upgrade`); the reason is a
+    /// fixed sentence.
+    #[error("the backend's 101 answer is not a WebSocket handshake: {0}")]
+    BadSwitch(&'static str),
     /// The backend did not answer in time.
     #[error("the backend did not answer within {0:?}")]
     Timeout(Duration),
+    /// The request breaks HTTP/1.1 itself (RFC 9112 §3.2: Host missing, repeated or invalid; a request
+    /// target in a form the request may not use); the reason is a fixed sentence.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     /// The client's upgrade request breaks RFC 6455 §4.2.1; the reason is a fixed sentence.
     #[error("bad WebSocket handshake: {0}")]
     BadHandshake(&'static str),
@@ -72,11 +78,12 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BackendStream(_) | ProxyError::BadAccept => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Backend(_)
+            | ProxyError::BackendStream(_)
+            | ProxyError::BadSwitch(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
         }
     }
@@ -87,9 +94,9 @@ impl ProxyError {
             ProxyError::Connect(_)
             | ProxyError::Backend(_)
             | ProxyError::BackendStream(_)
-            | ProxyError::BadAccept
+            | ProxyError::BadSwitch(_)
             | ProxyError::Timeout(_) => Side::Backend,
-            ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => Side::Client,
+            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => Side::Client,
         }
     }
 
@@ -97,11 +104,14 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => UpgradeOutcome::NoRoute,
             ProxyError::NoEndpoint => UpgradeOutcome::NoEndpoint,
-            ProxyError::Connect(_) | ProxyError::Backend(_) | ProxyError::BackendStream(_) | ProxyError::BadAccept => {
-                UpgradeOutcome::BackendError
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Backend(_)
+            | ProxyError::BackendStream(_)
+            | ProxyError::BadSwitch(_) => UpgradeOutcome::BackendError,
             ProxyError::Timeout(_) => UpgradeOutcome::Timeout,
-            ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => UpgradeOutcome::BadRequest,
+            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => {
+                UpgradeOutcome::BadRequest
+            }
         }
     }
 
@@ -135,7 +145,12 @@ impl ProxyError {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if let ProxyError::UnsupportedVersion = self {
+            // RFC 6455 §4.4: the versions this server speaks. RFC 9110 §15.5.22 and §7.8: a 426 names
+            // the protocol to upgrade to in `Upgrade`, and whoever sends `Upgrade` lists it in
+            // `Connection`.
             headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade, close"));
         }
         response
     }
@@ -185,7 +200,8 @@ mod tests {
         let response = ProxyError::UnsupportedVersion.into_response(true);
         assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(response.headers()[SEC_WEBSOCKET_VERSION], "13");
-        assert_eq!(response.headers()[CONNECTION], "close");
+        assert_eq!(response.headers()[UPGRADE], "websocket");
+        assert_eq!(response.headers()[CONNECTION], "upgrade, close");
     }
 
     #[test]
@@ -197,6 +213,6 @@ mod tests {
         assert_eq!(ProxyError::Timeout(Duration::from_secs(1)).status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(ProxyError::Timeout(Duration::from_secs(1)).upgrade_outcome(), UpgradeOutcome::Timeout);
         assert_eq!(ProxyError::BadHandshake("x").status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ProxyError::BadAccept.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(ProxyError::BadSwitch("x").status(), StatusCode::BAD_GATEWAY);
     }
 }

@@ -6,12 +6,12 @@
 //!   read the first request head (≤ FAST_HEAD_LIMIT, ≤ HEADER_READ_TIMEOUT; a read is tried before the
 //!   first epoll round trip, since the request usually arrived with the connection)
 //!     ├─ not an upgrade, a body, incomplete at the limit, unparsable ─► hyper over `Prefixed`
-//!     ├─ upgrade, but a bad handshake or no route ─► hyper over `Prefixed` (it answers 400/426/404,
-//!     │                                                 counts them, and keeps the connection)
+//!     ├─ upgrade, but a bad handshake, a bad Host or no route ─► hyper over `Prefixed` (it answers
+//!     │                                     400/426/404, counts them, and keeps the connection)
 //!     └─ upgrade with a route ─► pick + connect (next endpoint on refusal) ─► write the head
 //!          ─► read the answer head (all within policy.handshake_timeout, else 504)
 //!            101 + right accept ─► count, write 101 ─► tunnel task (this task ends)
-//!            101 + wrong accept ─► 502          other status ─► relayed with its body
+//!            101 + wrong accept, no Upgrade or Connection ─► 502   other status ─► relayed with its body
 //!            connect/backend failure ─► 502 / 503         every answer but 101 closes the connection
 //! ```
 //!
@@ -28,9 +28,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
@@ -48,6 +46,7 @@ use super::error::ProxyError;
 use super::forward::{log_failure, prepare_head};
 use super::handshake::{self, ClientHandshake};
 use super::headers::{ClientAddr, has_token, remove_hop_by_hop};
+use super::host;
 use super::pool;
 use super::server::{Drain, HEADER_READ_TIMEOUT, Phase};
 use super::tunnel::Ends;
@@ -179,7 +178,8 @@ fn classify(bytes: Bytes, len: usize) -> First {
     }
 }
 
-/// A request that announces a body is left to hyper, which knows how to frame it.
+/// A request that announces a body is left to hyper, which knows how to frame it (and answers a
+/// handshake with a body 400, see `handshake::validate`).
 fn has_body(headers: &HeaderMap) -> bool {
     headers.contains_key(TRANSFER_ENCODING)
         || headers.get_all(CONTENT_LENGTH).iter().any(|v| v.as_bytes().trim_ascii() != b"0")
@@ -227,7 +227,9 @@ pub async fn proxy(
         return Some((stream, bytes));
     };
     let route = {
-        let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host()).unwrap_or("");
+        let Ok(host) = host::routing_host(&parts.method, parts.version, &parts.uri, &parts.headers) else {
+            return Some((stream, bytes));
+        };
         let table = shared.table.load();
         shared.balancer.observe(&table);
         match table.lookup(host, parts.uri.path()) {
@@ -291,7 +293,7 @@ impl Exchange<'_> {
             Err(error) => return self.fail(stream, error, out, started).await,
         };
         if let Err(error) = handshake::check_accept(&self.handshake, &answer.headers) {
-            warn!(route = %self.route.id, endpoint = %answer.lease.addr(), "backend answered 101 with a wrong Sec-WebSocket-Accept");
+            warn!(route = %self.route.id, endpoint = %answer.lease.addr(), %error, "backend answered a broken 101");
             return self.fail(stream, error, out, started).await;
         }
 

@@ -1,16 +1,21 @@
 //! The WebSocket opening handshake (RFC 6455 §4): checking the client's request and the backend's answer.
 //!
 //! ```text
-//!   client ── GET, HTTP/1.1, Upgrade: websocket, Connection: upgrade,
+//!   a request with Upgrade: websocket, Sec-WebSocket-Key or Sec-WebSocket-Version is a handshake:
+//!   client ── GET, HTTP/1.1, Upgrade: websocket, Connection: upgrade, no body,
 //!             Sec-WebSocket-Key (16 bytes, base64), Sec-WebSocket-Version: 13 ──► wsgate
 //!   wsgate ── 426 + Sec-WebSocket-Version: 13   (version missing or not 13)
-//!          ── 400 + one-line reason             (anything else wrong)
-//!   backend ── 101 + Sec-WebSocket-Accept = base64(SHA-1(key ‖ GUID)) ──► relayed, else 502
+//!          ── 400 + one-line reason             (anything else wrong, a body included)
+//!   backend ── 101 + Upgrade: websocket + Connection: upgrade
+//!              + Sec-WebSocket-Accept = base64(SHA-1(key ‖ GUID)) ──► relayed, else 502
 //! ```
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING,
+    UPGRADE,
+};
 use http::{HeaderMap, HeaderValue, Method, Version};
 use sha1::{Digest, Sha1};
 
@@ -20,10 +25,14 @@ use super::headers::has_token;
 /// The GUID RFC 6455 appends to the key before hashing.
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// Whether a request asks to switch to WebSocket. Such a request is then held to RFC 6455: a malformed
-/// one is refused rather than forwarded as plain HTTP.
+/// Whether a request asks to switch to WebSocket: `Upgrade: websocket`, or a `Sec-WebSocket-Key` or
+/// `Sec-WebSocket-Version` header (only a handshake carries those). Such a request is then held to
+/// RFC 6455: a malformed one is refused (§4.2.1: 400) rather than forwarded as plain HTTP, where the
+/// backend would see a handshake with its `Upgrade` and `Connection` removed as hop-by-hop.
 pub fn wants_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, &UPGRADE, "websocket")
+        || headers.contains_key(SEC_WEBSOCKET_KEY)
+        || headers.contains_key(SEC_WEBSOCKET_VERSION)
 }
 
 /// A client handshake that passed every check: what the proxy needs to forward it and check the answer.
@@ -41,8 +50,19 @@ pub fn validate(method: &Method, version: Version, headers: &HeaderMap) -> Resul
     if version != Version::HTTP_11 {
         return Err(ProxyError::BadHandshake("a WebSocket handshake must use HTTP/1.1"));
     }
+    if !has_token(headers, &UPGRADE, "websocket") {
+        return Err(ProxyError::BadHandshake("the Upgrade header must contain \"websocket\""));
+    }
     if !has_token(headers, &CONNECTION, "upgrade") {
         return Err(ProxyError::BadHandshake("the Connection header must contain \"upgrade\""));
+    }
+    // why refuse a body: RFC 6455 gives the GET no body, and whatever follows the head is WebSocket
+    // frames; relaying a body would hand the backend bytes it reads as frames. (`Content-Length: 0` is
+    // no body.)
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers.get_all(CONTENT_LENGTH).iter().any(|v| v.as_bytes().trim_ascii() != b"0");
+    if has_body {
+        return Err(ProxyError::BadHandshake("a WebSocket handshake must not have a body"));
     }
     // why the version before the key: a client speaking another version may format its key differently;
     // telling it which version we speak (426) is the useful answer.
@@ -78,13 +98,24 @@ pub fn accept_for(key: &[u8]) -> String {
     BASE64.encode(sha.finalize())
 }
 
-/// Checks a backend's 101 answer: its `Sec-WebSocket-Accept` must match the client's key.
+/// Checks a backend's 101 answer as RFC 6455 §4.1 has a client check it: `Upgrade: websocket`,
+/// `Connection: upgrade` and a `Sec-WebSocket-Accept` matching the client's key.
+///
+/// why the proxy checks, not only the client: the proxy rewrites `Upgrade` and `Connection` on the 101
+/// it relays, so a client could not see that the backend left them out. `Sec-WebSocket-Protocol` and
+/// `Sec-WebSocket-Extensions` are relayed unchanged and left to the client, which knows what it offered.
 pub fn check_accept(handshake: &ClientHandshake, answer: &HeaderMap) -> Result<(), ProxyError> {
+    if !has_token(answer, &UPGRADE, "websocket") {
+        return Err(ProxyError::BadSwitch("no Upgrade: websocket"));
+    }
+    if !has_token(answer, &CONNECTION, "upgrade") {
+        return Err(ProxyError::BadSwitch("no Connection: upgrade"));
+    }
     let expected = accept_for(handshake.key.as_bytes());
     let mut accepts = answer.get_all(SEC_WEBSOCKET_ACCEPT).iter();
     match (accepts.next(), accepts.next()) {
         (Some(accept), None) if accept.as_bytes().trim_ascii() == expected.as_bytes() => Ok(()),
-        _ => Err(ProxyError::BadAccept),
+        _ => Err(ProxyError::BadSwitch("a wrong Sec-WebSocket-Accept")),
     }
 }
 
@@ -127,6 +158,7 @@ mod tests {
         let hs = validate(&Method::GET, Version::HTTP_11, &headers(GOOD)).expect("valid");
         assert_eq!(hs.key, "dGhlIHNhbXBsZSBub25jZQ==");
         assert!(wants_websocket(&headers(GOOD)));
+        assert!(!wants_websocket(&headers(&[("upgrade", "h2c"), ("connection", "upgrade")])));
     }
 
     #[test]
@@ -138,10 +170,23 @@ mod tests {
             bad(Method::GET, Version::HTTP_11, with(("connection", Some("keep-alive")))),
             ProxyError::BadHandshake(_)
         ));
+        for upgrade in [None, Some("h2c"), Some("websocket2")] {
+            let h = with(("upgrade", upgrade));
+            assert!(wants_websocket(&h), "the key and version mark a handshake");
+            assert!(matches!(bad(Method::GET, Version::HTTP_11, h), ProxyError::BadHandshake(_)), "{upgrade:?}");
+        }
         for key in [None, Some("short"), Some("dGhlIHNhbXBsZSBub25jZQ"), Some("AAAAAAAAAAAAAAAAAAAAAAAA")] {
             let err = bad(Method::GET, Version::HTTP_11, with(("sec-websocket-key", key)));
             assert!(matches!(err, ProxyError::BadHandshake(_)), "{key:?}: {err}");
         }
+        for body in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let mut h = headers(GOOD);
+            h.append(HeaderName::from_static(body.0), HeaderValue::from_static(body.1));
+            assert!(matches!(bad(Method::GET, Version::HTTP_11, h), ProxyError::BadHandshake(_)), "{body:?}");
+        }
+        let mut empty_body = headers(GOOD);
+        empty_body.append(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        assert!(validate(&Method::GET, Version::HTTP_11, &empty_body).is_ok());
         for version in [None, Some("8"), Some("13x")] {
             let err = bad(Method::GET, Version::HTTP_11, with(("sec-websocket-version", version)));
             assert!(matches!(err, ProxyError::UnsupportedVersion), "{version:?}: {err}");
@@ -151,8 +196,17 @@ mod tests {
     #[test]
     fn checks_the_backend_accept() {
         let hs = ClientHandshake { key: HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==") };
-        assert!(check_accept(&hs, &headers(&[("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")])).is_ok());
-        assert!(check_accept(&hs, &headers(&[("sec-websocket-accept", "AAAA")])).is_err());
-        assert!(check_accept(&hs, &headers(&[])).is_err());
+        let answer = |accept: Option<&str>, upgrade: &str, connection: &str| {
+            let mut pairs = vec![("upgrade", upgrade), ("connection", connection)];
+            pairs.extend(accept.map(|a| ("sec-websocket-accept", a)));
+            check_accept(&hs, &headers(&pairs))
+        };
+        let right = Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert!(answer(right, "websocket", "Upgrade").is_ok());
+        assert!(answer(right, "WebSocket", "keep-alive, upgrade").is_ok());
+        assert!(answer(Some("AAAA"), "websocket", "Upgrade").is_err());
+        assert!(answer(None, "websocket", "Upgrade").is_err());
+        assert!(answer(right, "h2c", "Upgrade").is_err());
+        assert!(answer(right, "websocket", "keep-alive").is_err());
     }
 }

@@ -36,7 +36,8 @@
 //! Modules: `server` (threads, listeners, connections, drain), `tls` (HTTPS: certificate per handshake),
 //! `relay` (the byte relay for TLS WebSockets), `fast_upgrade` (the first request:
 //! handshakes without hyper), `forward` (plain HTTP), `websocket` (upgrades through hyper, and the tunnel
-//! task both paths share), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `headers`
+//! task both paths share), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `host` (which
+//! host a request is for, RFC 9112 §3.2), `headers`
 //! (hop-by-hop and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend
 //! connections), `body` (the response body type), `error` (error → response, in one place).
 
@@ -47,6 +48,7 @@ mod fast_upgrade;
 mod forward;
 mod handshake;
 mod headers;
+mod host;
 mod pool;
 mod relay;
 mod server;

@@ -34,7 +34,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HOST;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -45,7 +44,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument as _, Span, debug, debug_span, info, warn};
 
-use crate::metrics::UpgradeOutcome;
 use crate::routes::normalize_host;
 
 use super::Shared;
@@ -53,7 +51,7 @@ use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::fast_upgrade::{self, First, Prefixed};
 use super::headers::ClientAddr;
-use super::{forward, handshake, websocket};
+use super::{forward, handshake, host, websocket};
 
 /// Largest request head (request line and headers) accepted; larger ones get 431.
 pub const MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
@@ -357,13 +355,19 @@ async fn serve_http<I>(
 async fn handle(shared: &Arc<Shared>, client: &Client, req: Request<Incoming>) -> Response<ProxyBody> {
     let upgrade = handshake::wants_websocket(req.headers());
     let route = {
-        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+        let host = match host::routing_host(req.method(), req.version(), req.uri(), req.headers()) {
+            Ok(host) => host,
+            Err(error) => return refuse(shared, error, upgrade),
+        };
         let path = req.uri().path();
         let table = shared.table.load();
         shared.balancer.observe(&table);
         match table.lookup(host, path) {
             Some(route) => Arc::clone(route),
-            None => return no_route(shared, normalize_host(host).into_owned(), path.to_string(), upgrade),
+            None => {
+                let error = ProxyError::NoRoute { host: normalize_host(host).into_owned(), path: path.to_string() };
+                return refuse(shared, error, upgrade);
+            }
         }
     };
     Span::current().record("route", &*route.id);
@@ -374,12 +378,14 @@ async fn handle(shared: &Arc<Shared>, client: &Client, req: Request<Incoming>) -
     }
 }
 
-fn no_route(shared: &Shared, host: String, path: String, upgrade: bool) -> Response<ProxyBody> {
-    let error = ProxyError::NoRoute { host, path };
+/// Answers a request refused before it has a route (a bad Host, no matching route); counted with the
+/// empty route label.
+fn refuse(shared: &Shared, error: ProxyError, upgrade: bool) -> Response<ProxyBody> {
     forward::log_failure(&error);
+    let outcome = error.upgrade_outcome();
     let response = error.into_response(upgrade);
     if upgrade {
-        shared.metrics.websocket_upgrades_total.with_label_values(&["", UpgradeOutcome::NoRoute.as_str()]).inc();
+        shared.metrics.websocket_upgrades_total.with_label_values(&["", outcome.as_str()]).inc();
     } else {
         shared.metrics.http_requests_total.with_label_values(&["", response.status().as_str()]).inc();
     }

@@ -6,7 +6,7 @@
 //!     │   everything up to the backend's answer must fit in policy.handshake_timeout (else 504)
 //!     ▼
 //!   backend answer ── not 101 ─► relayed as is (minus hop-by-hop): outcome "rejected"
-//!                  ── 101, wrong Sec-WebSocket-Accept ─► 502, backend closed
+//!                  ── 101, wrong Sec-WebSocket-Accept / no Upgrade, Connection ─► 502, backend closed
 //!                  ── 101, correct ─► spawn tunnel task (awaits both upgrades) ─► 101 to the client
 //!   tunnel task: both ends TCP ─► Tunnel; client over TLS ─► relay (generic copy loop)
 //! ```
@@ -123,7 +123,7 @@ async fn upgrade(
     }
     if let Err(error) = handshake::check_accept(&handshake, response.headers()) {
         // Dropping the response and the sender closes the backend connection.
-        warn!(route = %route.id, endpoint = %lease.addr(), "backend answered 101 with a wrong Sec-WebSocket-Accept");
+        warn!(route = %route.id, endpoint = %lease.addr(), %error, "backend answered a broken 101");
         return Err(error);
     }
     Ok(Answer::Switched(switch(shared, drain, route, client_upgrade, response, sender, lease)))

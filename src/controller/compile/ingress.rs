@@ -30,10 +30,23 @@ const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 
 /// Decides whether an Ingress belongs to this controller.
+///
+/// ```text
+///   spec.ingressClassName set ─► names an IngressClass? ours iff its spec.controller is ours
+///                                 no such IngressClass  ─► ours iff it is the configured class name
+///   else kubernetes.io/ingress.class (deprecated) ─► the same test on its value
+///   else ─► ours iff an IngressClass of ours carries is-default-class: "true"
+/// ```
+///
+/// why the IngressClass decides over the configured name: `ingressClassName` is a reference to an
+/// IngressClass, and that object's `spec.controller` says which controller implements it; the name
+/// alone is only the fallback for clusters (and file mode) without IngressClass objects.
 pub(super) struct ClassSelector<'a> {
     class: &'a str,
     /// Names of IngressClasses whose `spec.controller` is ours.
     our_classes: BTreeSet<&'a str>,
+    /// Names of every IngressClass in the snapshot.
+    all_classes: BTreeSet<&'a str>,
     /// Whether an IngressClass of ours is marked as the cluster default.
     default_is_ours: bool,
 }
@@ -51,6 +64,7 @@ impl<'a> ClassSelector<'a> {
         ClassSelector {
             class: &options.ingress_class,
             our_classes: ours.iter().filter_map(|c| c.metadata.name.as_deref()).collect(),
+            all_classes: classes.iter().filter_map(|c| c.metadata.name.as_deref()).collect(),
             default_is_ours,
         }
     }
@@ -58,13 +72,21 @@ impl<'a> ClassSelector<'a> {
     /// `spec.ingressClassName` decides when set; else the legacy annotation; else the default class.
     pub fn selects(&self, ingress: &Ingress) -> bool {
         let class_name = ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()).filter(|c| !c.is_empty());
-        if let Some(class_name) = class_name {
-            return class_name == self.class || self.our_classes.contains(class_name);
-        }
-        let annotation = ingress.metadata.annotations.as_ref().and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
-        match annotation {
-            Some(annotation) => annotation == self.class,
+        let annotation = || {
+            let annotations = ingress.metadata.annotations.as_ref()?;
+            annotations.get(LEGACY_CLASS_ANNOTATION).map(String::as_str).filter(|c| !c.is_empty())
+        };
+        match class_name.or_else(annotation) {
+            Some(name) => self.is_ours(name),
             None => self.default_is_ours,
+        }
+    }
+
+    fn is_ours(&self, class_name: &str) -> bool {
+        if self.all_classes.contains(class_name) {
+            self.our_classes.contains(class_name)
+        } else {
+            class_name == self.class
         }
     }
 }
