@@ -33,15 +33,7 @@ const PATHS: [Path; 2] = [Path::Fast, Path::Hyper];
 /// Reads one response: the head, then a `Content-Length` body (none without one). A 101 leaves the
 /// stream positioned at the first tunnelled byte.
 async fn read_response(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        match within("response head", stream.read(&mut byte)).await.expect("read head") {
-            0 => panic!("connection closed inside a response head: {:?}", String::from_utf8_lossy(&head)),
-            _ => head.push(byte[0]),
-        }
-    }
-    let head = String::from_utf8(head).expect("ascii head");
+    let head = read_head(stream).await;
     let length: usize = header_of(&head, "content-length").map_or(0, |v| v.parse().expect("content-length"));
     let mut body = vec![0u8; length];
     within("response body", stream.read_exact(&mut body)).await.expect("read body");
@@ -361,16 +353,8 @@ async fn backend_answering(answer: String, frames: Vec<u8>) -> (SocketAddr, ones
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            stream.read_exact(&mut byte).await.expect("read head");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).expect("ascii head");
-        let key = header_of(&head, "sec-websocket-key").expect("key forwarded").to_string();
-        let answer = answer.replace(ACCEPT, &derive_accept_key(key.as_bytes()));
+        let (mut stream, head, accept) = accept_handshake(&listener).await;
+        let answer = answer.replace(ACCEPT, &accept);
         stream.write_all(answer.as_bytes()).await.expect("write answer");
         stream.write_all(&frames).await.expect("write frames");
         let mut bytes = Vec::new();

@@ -330,19 +330,10 @@ async fn raw_backend(backend_first: bool) -> (SocketAddr, tokio::sync::oneshot::
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            stream.read_exact(&mut byte).await.expect("read head");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).expect("ascii head");
-        let key = header_of(&head, "sec-websocket-key").expect("key forwarded").to_string();
+        let (mut stream, _, accept) = accept_handshake(&listener).await;
         let answer = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n\r\n",
-            derive_accept_key(key.as_bytes())
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
         );
         stream.write_all(answer.as_bytes()).await.expect("write 101");
         if backend_first {
@@ -365,13 +356,7 @@ async fn raw_backend(backend_first: bool) -> (SocketAddr, tokio::sync::oneshot::
 async fn raw_tunnel(gateway: &Gateway) -> TcpStream {
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     stream.write_all(upgrade_request("/", KEY, "13").as_bytes()).await.expect("write handshake");
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        within("101 head", stream.read_exact(&mut byte)).await.expect("read head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).expect("ascii head");
+    let head = read_head(&mut stream).await;
     assert_eq!(status_of(&head), 101, "{head}");
     assert_eq!(header_of(&head, "sec-websocket-accept"), Some(derive_accept_key(KEY.as_bytes()).as_str()));
     stream

@@ -228,6 +228,30 @@ pub async fn body_text(response: Response<Incoming>) -> String {
     String::from_utf8(bytes.to_vec()).expect("utf-8 body")
 }
 
+/// Reads one HTTP head byte by byte, so nothing after it is consumed (a 101 leaves the stream at the
+/// first tunnelled byte). Fails the test if the peer closes inside the head or takes longer than [`WAIT`].
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match within("HTTP head", stream.read(&mut byte)).await.expect("read head") {
+            0 => panic!("connection closed inside an HTTP head: {:?}", String::from_utf8_lossy(&head)),
+            _ => head.push(byte[0]),
+        }
+    }
+    String::from_utf8(head).expect("ascii head")
+}
+
+/// A backend's side of one WebSocket handshake: accepts a connection on `listener`, reads the request
+/// head and returns the stream, the head and the `Sec-WebSocket-Accept` value its key calls for.
+pub async fn accept_handshake(listener: &TcpListener) -> (TcpStream, String, String) {
+    let (mut stream, _) = listener.accept().await.expect("accept");
+    let head = read_head(&mut stream).await;
+    let key = header_of(&head, "sec-websocket-key").expect("key forwarded");
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    (stream, head, accept)
+}
+
 /// Writes `request` on a raw connection to `addr` and reads until the peer closes.
 pub async fn raw_exchange(addr: SocketAddr, request: &str) -> String {
     let mut stream = within("connect", TcpStream::connect(addr)).await.expect("connect");
