@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
 use wsgate::controller::compile::CompileOptions;
 use wsgate::server::{self, ServerConfig, Source};
 
-use support::{Ws, echo_server, sample, within};
+use support::{Ws, echo, echo_server, eventually, sample, within};
 
 /// A temporary manifest folder, removed on drop.
 struct Folder(PathBuf);
@@ -101,26 +99,6 @@ async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 async fn ws(http: std::net::SocketAddr, path: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     within("handshake", tokio_tungstenite::connect_async(format!("ws://{http}{path}"))).await.map(|(ws, _)| ws)
-}
-
-async fn echo(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text)).await.expect("send");
-    let reply = within("echo", ws.next()).await.expect("open").expect("message");
-    assert_eq!(reply.into_text().expect("text").as_str(), text);
-}
-
-/// Polls `probe` every 10 ms until it returns true, failing after [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    within(what, async {
-        while !probe().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wsgate::controller::compile::CompileOptions;
 use wsgate::server::{self, ServerConfig, Source};
 
-use support::{echo_server, sample, within};
+use support::{echo, echo_server, eventually, sample, within};
 
 /// A test certificate authority; every server certificate of a test is signed by it.
 struct Ca {
@@ -213,26 +213,6 @@ async fn wss(ca: &Ca, addr: SocketAddr, host: &str, path: &str) -> Wss {
     let stream = tls_connect(ca, addr, host).await.expect("TLS handshake");
     let url = format!("wss://{host}{path}");
     within("WebSocket handshake over TLS", tokio_tungstenite::client_async(url, stream)).await.expect("upgrade").0
-}
-
-async fn echo(ws: &mut Wss, text: &str) {
-    ws.send(Message::text(text)).await.expect("send");
-    let reply = within("echo", ws.next()).await.expect("open").expect("message");
-    assert_eq!(reply.into_text().expect("text").as_str(), text);
-}
-
-/// Polls `probe` every 20 ms until it returns true, failing after `support::WAIT`.
-async fn eventually<F, Fut>(what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    within(what, async {
-        while !probe().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
 }
 
 #[tokio::test]

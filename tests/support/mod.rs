@@ -44,6 +44,31 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
     }
 }
 
+/// Polls `probe` every 10 ms until it returns true, failing the test after [`WAIT`].
+pub async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(what, async {
+        while !probe().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// Sends `text` on a WebSocket (plain or TLS) and checks that the same text comes back.
+pub async fn echo<S>(ws: &mut WebSocketStream<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt as _, StreamExt as _};
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send");
+    let reply = within("echo", ws.next()).await.expect("open").expect("message");
+    assert_eq!(reply.into_text().expect("text").as_str(), text);
+}
+
 /// A running echo backend; stops when dropped.
 pub struct EchoServer {
     pub addr: SocketAddr,
