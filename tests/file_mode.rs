@@ -3,43 +3,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use wsgate::controller::compile::CompileOptions;
 use wsgate::server::{self, ServerConfig, Source};
 
-use support::{Ws, echo, echo_server, eventually, sample, within};
-
-/// A temporary manifest folder, removed on drop.
-struct Folder(PathBuf);
-
-impl Folder {
-    fn new(test: &str) -> Folder {
-        let dir = std::env::temp_dir().join(format!("wsgate-file-mode-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create manifest folder");
-        Folder(dir)
-    }
-
-    fn write(&self, file: &str, content: &str) {
-        // Write then rename, as editors and `kubectl`-style tools do, so no half file is ever read.
-        let tmp = self.0.join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, content).expect("write manifest");
-        std::fs::rename(&tmp, self.0.join(file)).expect("rename manifest");
-    }
-
-    fn remove(&self, file: &str) {
-        std::fs::remove_file(self.0.join(file)).expect("remove manifest");
-    }
-}
-
-impl Drop for Folder {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{Folder, Ws, echo, echo_server, eventually, sample, within};
 
 fn backends_yaml(ports: &[u16]) -> String {
     let mut out = String::from(

@@ -5,7 +5,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wsgate::controller::compile::CompileOptions;
 use wsgate::server::{self, ServerConfig, Source};
 
-use support::{echo, echo_server, eventually, sample, within};
+use support::{Folder, echo, echo_server, eventually, sample, within};
 
 /// A test certificate authority; every server certificate of a test is signed by it.
 struct Ca {
@@ -118,30 +118,6 @@ fn route_yaml(name: &str, host: &str, secret: &str) -> String {
         "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: {name}}}\nspec:\n  \
          hostnames: [{host}]\n  tls: {{secretName: {secret}}}\n  backends: [{{service: {{name: echo, port: ws}}}}]\n"
     )
-}
-
-/// A temporary manifest folder, removed on drop.
-struct Folder(PathBuf);
-
-impl Folder {
-    fn new(test: &str) -> Folder {
-        let dir = std::env::temp_dir().join(format!("wsgate-tls-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create manifest folder");
-        Folder(dir)
-    }
-
-    fn write(&self, file: &str, content: &str) {
-        let tmp = self.0.join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, content).expect("write manifest");
-        std::fs::rename(&tmp, self.0.join(file)).expect("rename manifest");
-    }
-}
-
-impl Drop for Folder {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 struct Running {

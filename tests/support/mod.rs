@@ -7,6 +7,7 @@ pub mod echo;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,37 @@ where
     ws.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send");
     let reply = within("echo", ws.next()).await.expect("open").expect("message");
     assert_eq!(reply.into_text().expect("text").as_str(), text);
+}
+
+/// A temporary manifest folder for file mode, removed on drop.
+pub struct Folder(pub PathBuf);
+
+impl Folder {
+    /// A fresh, empty folder named after the test (and this process, so parallel runs do not meet).
+    pub fn new(test: &str) -> Folder {
+        let dir = std::env::temp_dir().join(format!("wsgate-test-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create manifest folder");
+        Folder(dir)
+    }
+
+    /// Writes a manifest the way editors and `kubectl`-style tools do (write, then rename), so wsgate
+    /// never reads a half-written file.
+    pub fn write(&self, file: &str, content: &str) {
+        let tmp = self.0.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, content).expect("write manifest");
+        std::fs::rename(&tmp, self.0.join(file)).expect("rename manifest");
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.0.join(file)).expect("remove manifest");
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running echo backend; stops when dropped.
