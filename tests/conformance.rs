@@ -132,8 +132,9 @@ async fn requests_without_exactly_one_valid_host_get_400_on_every_path() {
     assert_eq!(refused, Some((2 * cases.len()) as f64), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_is_matched_without_case_port_or_trailing_dot_on_every_path() {
+/// A gateway with a route for host `chat.example` (backend "chat") and one for every other host
+/// (backend "other"); the backends stop when the returned pair is dropped.
+async fn chat_and_other() -> (Gateway, (EchoServer, EchoServer)) {
     let chat = echo_server("chat").await;
     let other = echo_server("other").await;
     let exact = route_for(
@@ -144,6 +145,12 @@ async fn host_is_matched_without_case_port_or_trailing_dot_on_every_path() {
         Policy::default(),
     );
     let gateway = Gateway::start(table(1, vec![exact, route("other", "/", &[other.addr])])).await;
+    (gateway, (chat, other))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_is_matched_without_case_port_or_trailing_dot_on_every_path() {
+    let (gateway, _backends) = chat_and_other().await;
     let cases = [
         ("chat.example", "chat"),
         ("CHAT.Example", "chat"),
@@ -173,16 +180,7 @@ async fn host_is_matched_without_case_port_or_trailing_dot_on_every_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absolute_form_target_overrides_the_host_header() {
-    let chat = echo_server("chat").await;
-    let other = echo_server("other").await;
-    let exact = route_for(
-        "chat",
-        HostMatch::Exact("chat.example".into()),
-        PathMatch::prefix("/"),
-        vec![backend("b", 1, &[chat.addr])],
-        Policy::default(),
-    );
-    let gateway = Gateway::start(table(1, vec![exact, route("other", "/", &[other.addr])])).await;
+    let (gateway, _backends) = chat_and_other().await;
 
     let plain = "GET http://Chat.Example:8080/x?y=1 HTTP/1.1\r\nHost: other.example\r\n\r\n";
     let (answer, _) = send_on(Path::Fast, gateway.addr, plain).await;
