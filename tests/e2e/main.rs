@@ -24,6 +24,9 @@ use wsgate::crd::WebSocketRoute;
 const PORT: u16 = 8080;
 /// How fast a change must be served.
 const LIVE: Duration = Duration::from_secs(1);
+/// In the many-changes test: the longest any one change may take (a stall of the shared CI machine
+/// must not fail it), while its p99 must stay within [`LIVE`].
+const LIVE_OUTLIER: Duration = Duration::from_secs(5);
 
 fn service(name: &str) -> Service {
     object(json!({
@@ -439,7 +442,7 @@ async fn changes_reach_the_table_fast() {
     for i in 0..100 {
         f.create(&route(&format!("r{i}"), &format!("/r{i}"), "chat")).await;
         let path = format!("/r{i}");
-        routes.push(eventually("route live", LIVE, || async { gw.get("any", &path).await.0 == 200 }).await);
+        routes.push(eventually("route live", LIVE_OUTLIER, || async { gw.get("any", &path).await.0 == 200 }).await);
     }
     routes.sort();
     let mut endpoints = Vec::new();
@@ -447,8 +450,9 @@ async fn changes_reach_the_table_fast() {
         let ready = i % 2 == 1;
         f.set_slice("chat", &[(pods[0].addr, true), (pods[1].addr, ready)]).await;
         let want = if ready { 2 } else { 1 };
-        endpoints
-            .push(eventually("endpoint change live", LIVE, || async { served_endpoints(&gw).await == want }).await);
+        endpoints.push(
+            eventually("endpoint change live", LIVE_OUTLIER, || async { served_endpoints(&gw).await == want }).await,
+        );
     }
     endpoints.sort();
     eprintln!(
@@ -460,4 +464,8 @@ async fn changes_reach_the_table_fast() {
         percentile(&endpoints, 0.99),
         endpoints.len()
     );
+    for (what, sorted) in [("object change → live route", &routes), ("endpoint change → live table", &endpoints)] {
+        let p99 = percentile(sorted, 0.99);
+        assert!(p99 <= LIVE, "{what}: p99 {p99:?} is over {LIVE:?}");
+    }
 }
