@@ -4,6 +4,8 @@
 //! With `--access-log on`, access lines (target `wsgate::access`) pass whatever the level, unless the
 //! filter names that target itself (e.g. `warn,wsgate::access=off`).
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// The tracing target of the dataplane's access lines (`--access-log on`).
@@ -24,7 +26,9 @@ pub fn init(format: LogFormat, level: &str, access_log: bool) {
     if access_log && !names_access {
         filter = filter.add_directive(format!("{ACCESS_TARGET}=info").parse().expect("a valid directive"));
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // why not always coloured: log collectors (kubectl logs, files) would keep the escape codes.
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     // A second call (tests, embedding) keeps the first subscriber: that is fine, not an error.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
