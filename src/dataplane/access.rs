@@ -152,8 +152,8 @@ impl Session {
         })
     }
 
-    /// Ends the session with the tunnel's result and byte totals; writes the line.
-    pub fn close(mut self: Box<Self>, end: &std::io::Result<End>, up: u64, down: u64) {
+    /// Records the tunnel's result and byte totals; the line is written when the session is dropped.
+    pub fn close(&mut self, end: &std::io::Result<End>, up: u64, down: u64) {
         let end = match end {
             Ok(End::ClientClosed) => "client_closed",
             Ok(End::BackendClosed) => "backend_closed",

@@ -297,7 +297,7 @@ impl TunnelSetup {
             Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "tunnel closed"),
             Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
         }
-        if let Some(access) = access {
+        if let Some(mut access) = access {
             access.close(&end, up, down);
         }
     }
@@ -325,7 +325,7 @@ impl TunnelSetup {
             Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "TLS tunnel closed"),
             Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "TLS tunnel closed by an I/O error"),
         }
-        if let Some(access) = access {
+        if let Some(mut access) = access {
             access.close(&end, up, down);
         }
     }
