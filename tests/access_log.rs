@@ -268,7 +268,8 @@ async fn each_request_and_session_gets_one_line_saying_where_it_went_and_why() {
     assert_eq!(line["route"], "default/chat");
     assert_eq!(line["backend"], backend_name.as_str());
     assert_eq!(line["endpoint"], endpoint.as_str());
-    assert_eq!(line["pick"], "least_connections: 1 of 1 endpoints");
+    assert_eq!(line["pick"], "least_connections");
+    assert_eq!((&line["candidates"], &line["ejected"], &line["attempt"]), (&1.into(), &0.into(), &1.into()));
     assert_eq!(line["end"], "client_closed");
     // One masked 5-byte text frame up (2 + 4 + 5), its echo down (2 + 5).
     assert_eq!((line["bytes_up"].as_u64(), line["bytes_down"].as_u64()), (Some(11), Some(7)), "{line}");

@@ -14,7 +14,9 @@
 //! Fields: `kind` (http | websocket), `client` (IP), `listener` (http | https), `method`, `host` (as
 //! routed: lower-case, no port), `path` (never the query string), `status` (for WebSockets the handshake
 //! answer), `route` (namespace/name, "" without one), `backend` and `endpoint` (what the balancer picked;
-//! absent when no endpoint was picked), `pick` (why: the policy and how many endpoints it chose among),
+//! absent when no endpoint was picked), why that endpoint: `pick` (the policy), `candidates` (how many
+//! endpoints it chose among), `ejected` (how many it skipped as ejected) and `attempt` (2 after a failed
+//! connect, ...),
 //! `upstream_ms` (until the backend's answer head: connect + handshake for a WebSocket), `duration_ms`
 //! (a WebSocket's session from its 101 to its end; otherwise until the answer head), `bytes_up` /
 //! `bytes_down` (a session's totals; for plain requests the Content-Length values when present) and,
@@ -213,7 +215,10 @@ fn emit(line: &Line<'_>) {
         route = line.route.map_or("", |r| &*r.id),
         backend,
         endpoint = line.picked.map(|p| display(p.addr)),
-        pick = line.picked.map(display),
+        pick = line.picked.map(Pick::policy_name),
+        candidates = line.picked.map(|p| p.candidates),
+        ejected = line.picked.map(|p| p.ejected),
+        attempt = line.picked.map(|p| p.attempt),
         upstream_ms = line.upstream_ms,
         duration_ms = line.duration_ms,
         bytes_up = line.bytes.up,
