@@ -450,3 +450,30 @@ fn check_explain_prints_the_route_a_request_would_take() {
     assert!(stdout.contains("matched  default/echo (any host *, path Prefix /)"), "{stdout}");
     assert!(stdout.contains("0 error(s)"), "the usual summary follows: {stdout}");
 }
+
+#[tokio::test]
+async fn a_session_cut_at_the_drain_deadline_ends_with_drain() {
+    let backend = echo_server("one").await;
+    let folder = manifests("drain", backend.addr);
+    let mut wsgate = Wsgate::start(&folder, &["--access-log", "on", "--drain-timeout", "1"]);
+    wsgate.ready().await;
+    let mut session = wsgate.ws("chat.example.com", "/chat").await;
+    echo(&mut session, "hello").await;
+    let pid = libc::pid_t::try_from(wsgate.child.id()).expect("pid");
+    // SAFETY: kill(2) with a valid signal on our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+    let status = within("wsgate exits after the drain", async {
+        loop {
+            if let Some(status) = wsgate.child.try_wait().expect("wait") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    let line = wsgate.access_line("/chat", None).await;
+    assert_eq!((&line["status"], &line["end"]), (&101.into(), &"drain".into()), "{line}");
+    assert!(line["duration_ms"].as_u64().is_some_and(|ms| ms >= 1000), "open for the whole drain: {line}");
+    drop(session);
+}

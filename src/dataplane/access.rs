@@ -28,14 +28,13 @@ use std::time::Instant;
 
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method};
-use tokio::sync::watch;
 
 use crate::routes::Route;
 use crate::telemetry::ACCESS_TARGET;
 
 use super::balancer::Pick;
 use super::headers::ClientAddr;
-use super::server::{Drain, Phase};
+use super::server::Drain;
 use super::tunnel::End;
 
 /// Whether the access log is written.
@@ -135,7 +134,9 @@ pub struct Session {
     picked: Pick,
     upstream_ms: u64,
     opened: Instant,
-    phase: watch::Receiver<Phase>,
+    /// why a drain token of its own: `serve` waits for every token, so the line is written before the
+    /// process exits even when the session is cut at the drain deadline.
+    drain: Drain,
     end: Option<(&'static str, Bytes)>,
 }
 
@@ -149,7 +150,7 @@ impl Session {
             picked,
             upstream_ms,
             opened: Instant::now(),
-            phase: drain.phase(),
+            drain: drain.clone(),
             end: None,
         })
     }
@@ -169,7 +170,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let (end, bytes) = self.end.unwrap_or_else(|| {
-            let dropped = if *self.phase.borrow() == Phase::Closing { "drain" } else { "error" };
+            let dropped = if self.drain.is_closing() { "drain" } else { "error" };
             (dropped, Bytes::default())
         });
         emit(&Line {

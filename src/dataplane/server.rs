@@ -84,9 +84,9 @@ pub struct Drain {
 }
 
 impl Drain {
-    /// A watch on the shutdown phase.
-    pub fn phase(&self) -> watch::Receiver<Phase> {
-        self.phase.clone()
+    /// Whether the drain deadline has passed (what is still open is being closed).
+    pub fn is_closing(&self) -> bool {
+        *self.phase.borrow() == Phase::Closing
     }
 }
 
