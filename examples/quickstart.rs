@@ -5,7 +5,8 @@
 //!
 //!   client ──► 127.0.0.1:8080 (wsgate) ──┬─► 127.0.0.1:9001 (echo-1)
 //!                                         └─► 127.0.0.1:9002 (echo-2)
-//!   admin: 127.0.0.1:9090/metrics, /readyz, /debug/routes
+//!   admin: 127.0.0.1:9090/metrics, /readyz, /debug/routes, /debug/explain?host=H&path=P
+//!   the access log is on: one line per request and per WebSocket session
 //! ```
 //!
 //! Edit the YAML in `examples/quickstart/` while it runs: wsgate reloads it without dropping sockets.
@@ -25,7 +26,7 @@ use wsgate::server::{self, ServerConfig, Source};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    wsgate::telemetry::init(wsgate::telemetry::LogFormat::Text, "info");
+    wsgate::telemetry::init(wsgate::telemetry::LogFormat::Text, "info", true);
     for (addr, name) in [("127.0.0.1:9001", "echo-1"), ("127.0.0.1:9002", "echo-2")] {
         let listener =
             TcpListener::bind(addr).await.with_context(|| format!("echo backend cannot listen on {addr}"))?;
@@ -40,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
             compile: CompileOptions::default(),
         },
         drain: Duration::from_secs(5),
+        access_log: wsgate::dataplane::AccessLog::On,
     };
     let bound = config.bind().await?;
     let server = tokio::spawn(server::run(config, bound, async {
@@ -53,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
          \n  WebSocket: cargo run --example wsclient -- ws://127.0.0.1:8080/chat hello\
          \n  HTTP:      curl -H 'Host: echo.localhost' http://127.0.0.1:8080/http\
          \n  Routes:    curl http://127.0.0.1:9090/debug/routes\
+         \n  Why there: curl 'http://127.0.0.1:9090/debug/explain?host=echo.localhost&path=/http'\
          \n  Metrics:   curl http://127.0.0.1:9090/metrics\
          \n\nPress Ctrl-C to stop.\n"
     );

@@ -4,8 +4,13 @@
 //!   GET /healthz       200 while the process runs
 //!   GET /readyz        200 once a route table has been published, 503 before
 //!   GET /metrics       Prometheus text format
-//!   GET /debug/routes  the served route table as JSON: why does my socket go there? (and which Secret's
-//!                      certificate each SNI name gets: Secret names and dates only, never key material)
+//!   GET /debug/routes  the served route table as JSON (and which Secret's certificate each SNI name
+//!                      gets: Secret names and dates only, never key material)
+//!   GET /debug/explain?host=H&path=P
+//!                      why would my socket go there? The route the dataplane would pick for host H and
+//!                      path P in the served table (`RouteTable::explain`, the lookup itself, step by
+//!                      step): the host group that matched, the routes skipped before it, the backends
+//!                      with weights and ready endpoints, and the outcome (routed, 503, 404), as JSON
 //! ```
 
 use std::convert::Infallible;
@@ -25,7 +30,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::routes::tls::TlsHostView;
-use crate::routes::{Route, SharedTable};
+use crate::routes::{Explanation, Route, SharedTable};
 
 /// Whether wsgate has a route table to serve. Set by the publisher, read by `/readyz`.
 #[derive(Debug, Clone, Default)]
@@ -112,9 +117,66 @@ impl Admin {
                     .body(Full::new(Bytes::from(body)))
                     .expect("static response parts are valid")
             }
-            _ => text(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz, /metrics or /debug/routes\n"),
+            "/debug/explain" => self.explain(req.uri().query().unwrap_or("")),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /healthz, /readyz, /metrics, /debug/routes or /debug/explain?host=H&path=P\n",
+            ),
         }
     }
+
+    /// `/debug/explain?host=H&path=P` (`path` defaults to `/`).
+    fn explain(&self, query: &str) -> Response<Full<Bytes>> {
+        let (mut host, mut path) = (None, None);
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "host" => host = percent_decode(value),
+                "path" => path = percent_decode(value),
+                _ => {}
+            }
+        }
+        let Some(host) = host else {
+            return text(StatusCode::BAD_REQUEST, "usage: /debug/explain?host=H&path=P (URL-encoded)\n");
+        };
+        // Like the dataplane: the path is matched without its query.
+        let path = path.unwrap_or_else(|| "/".to_string());
+        let path = path.split('?').next().unwrap_or("/");
+        let table = self.table.load();
+        let view = ExplainView { generation: table.generation, explanation: table.explain(&host, path) };
+        let body = serde_json::to_vec_pretty(&view).expect("an explanation serializes to JSON");
+        Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response parts are valid")
+    }
+}
+
+#[derive(Serialize)]
+struct ExplainView {
+    generation: u64,
+    #[serde(flatten)]
+    explanation: Explanation,
+}
+
+/// Decodes a query value (`%XX` and `+`); `None` when it is not valid UTF-8 or a `%` escape is broken.
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -123,4 +185,18 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(percent_decode("/chat%2Froom+1").as_deref(), Some("/chat/room 1"));
+        assert_eq!(percent_decode("%E2%9C%93").as_deref(), Some("\u{2713}"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%+1"), None);
+    }
 }

@@ -12,6 +12,7 @@ use wsgate::controller::kube_mode::KubeConfig;
 use wsgate::controller::lease::LeaseConfig;
 use wsgate::controller::manifests::load_dir;
 use wsgate::controller::status::PublishTarget;
+use wsgate::dataplane::AccessLog;
 use wsgate::server::{self, ServerConfig, Source};
 use wsgate::telemetry::{self, LogFormat};
 
@@ -28,7 +29,8 @@ enum Command {
     /// Serve traffic. With --manifests, routes come from a folder of YAML manifests (file mode),
     /// reloaded on every change; without it, from the Kubernetes API.
     Run(Box<RunArgs>),
-    /// Load and compile a folder of manifests, print every problem, and exit 1 if any is an error.
+    /// Load and compile a folder of manifests, print every problem, and exit 1 if any is an error. With
+    /// --explain HOST PATH, also print which route such a request would take, and why.
     Check(CheckArgs),
     /// Print the WebSocketRoute CustomResourceDefinition (the content of crds/).
     Crd,
@@ -53,7 +55,7 @@ struct RunArgs {
     #[arg(long, env = "WSGATE_HTTPS_ADDR", value_name = "ADDR")]
     https_addr: Option<SocketAddr>,
 
-    /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes).
+    /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes, /debug/explain).
     #[arg(long, env = "WSGATE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: SocketAddr,
 
@@ -91,6 +93,12 @@ struct RunArgs {
     #[arg(long, env = "WSGATE_DRAIN_TIMEOUT", default_value = "30", value_name = "SECONDS")]
     drain_timeout: u64,
 
+    /// Access log: `on` writes one line per HTTP request, per WebSocket session (when it ends, with its
+    /// end reason and byte counts) and per refused handshake, at info level on the target
+    /// `wsgate::access`, in the --log-format. Off by default: it costs CPU per connection.
+    #[arg(long, env = "WSGATE_ACCESS_LOG", value_enum, default_value = "off", value_name = "off|on")]
+    access_log: AccessLog,
+
     #[command(flatten)]
     log: LogArgs,
 }
@@ -103,6 +111,11 @@ struct CheckArgs {
     /// IngressClass name whose Ingresses wsgate serves.
     #[arg(long, default_value = "wsgate")]
     ingress_class: String,
+
+    /// Also explain which route a request for HOST and PATH would take, and why (host group, skipped
+    /// routes, backends and their endpoints).
+    #[arg(long, num_args = 2, value_names = ["HOST", "PATH"])]
+    explain: Option<Vec<String>>,
 }
 
 #[derive(Args, Debug)]
@@ -129,7 +142,7 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => check(&args),
         Command::Run(args) => {
-            telemetry::init(args.log.log_format, &args.log.log_level);
+            telemetry::init(args.log.log_format, &args.log.log_level, args.access_log == AccessLog::On);
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(error) => {
@@ -176,6 +189,9 @@ fn check(args: &CheckArgs) -> ExitCode {
             }
         }
     }
+    if let Some([host, path]) = args.explain.as_deref() {
+        print!("explain: {}", compiled.table.explain(host, path));
+    }
     let routes = compiled.table.routes().count();
     println!("{}: {routes} route(s), {errors} error(s), {warnings} warning(s)", args.dir.display());
     if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
@@ -220,6 +236,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         admin_addr: args.admin_addr,
         source,
         drain: Duration::from_secs(args.drain_timeout),
+        access_log: args.access_log,
     };
     let bound = config.bind().await?;
     let https = bound.https.as_ref().map(|l| l.local_addr()).transpose()?;

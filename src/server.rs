@@ -20,7 +20,7 @@ use crate::controller::compile::CompileOptions;
 use crate::controller::file_mode::{self, FileModeError};
 use crate::controller::kube_mode::{self, KubeConfig, KubeModeError};
 use crate::controller::publish::Publisher;
-use crate::dataplane::Proxy;
+use crate::dataplane::{AccessLog, Proxy};
 use crate::metrics::Metrics;
 use crate::routes::SharedTable;
 
@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub source: Source,
     /// How long open connections may keep running after shutdown begins.
     pub drain: Duration,
+    /// Whether the dataplane writes access lines (target `wsgate::access`).
+    pub access_log: AccessLog,
 }
 
 /// Why the server stopped with an error.
@@ -97,7 +99,7 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
 
     let admin = Admin { metrics: metrics.clone(), table: table.clone(), readiness };
     let admin_task = tokio::spawn(admin.serve(bound.admin, stopped()));
-    let proxy = Proxy::new(table, metrics.clone());
+    let proxy = Proxy::with_access_log(table, metrics.clone(), config.access_log);
     let drain = config.drain;
     let proxy_stopped = stopped();
     let https_task = bound.https.map(|listener| {

@@ -442,6 +442,10 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
     let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
     assert!(grace > sleep + drain, "{scenario}: grace {grace}s must exceed preStop {sleep}s + drain {drain}s");
 
+    // The access log: on exactly when controller.accessLog.
+    let access_log = values["controller"]["accessLog"] == json!(true);
+    assert_eq!(flag(&args, "--access-log"), access_log.then_some("on"), "{scenario}: --access-log");
+
     // Identity and Lease namespace from the downward API.
     for (variable, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
         let env = container["env"].as_array().expect("env");

@@ -47,6 +47,7 @@ async fn start(dir: &Path) -> Running {
         admin_addr: "127.0.0.1:0".parse().expect("address"),
         source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
         drain: Duration::from_secs(1),
+        access_log: wsgate::dataplane::AccessLog::Off,
     };
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");

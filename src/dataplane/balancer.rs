@@ -75,6 +75,33 @@ impl Lease {
     }
 }
 
+/// Why an endpoint was picked: what the access log's `pick`, `candidates`, `ejected` and `attempt` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    pub addr: SocketAddr,
+    pub policy: LoadBalancing,
+    /// Index of the chosen backend in the route's `backends`.
+    pub backend: usize,
+    /// Endpoints of the chosen backend.
+    pub endpoints: u32,
+    /// Of those, the ones the policy chose among (not ejected, not tried yet for this request).
+    pub candidates: u32,
+    /// Of those, the ones skipped (or, when all were, still tried) because they are ejected.
+    pub ejected: u32,
+    /// 1 for the first endpoint tried for a request, 2 after one connect failure, ...
+    pub attempt: u32,
+}
+
+impl Pick {
+    /// The policy's name, as the access log writes it.
+    pub fn policy_name(&self) -> &'static str {
+        match self.policy {
+            LoadBalancing::LeastConnections => "least_connections",
+            LoadBalancing::RoundRobin => "round_robin",
+        }
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.active.fetch_sub(1, Ordering::Relaxed);
@@ -139,19 +166,26 @@ impl Balancer {
     }
 
     /// Picks an endpoint of `route` not in `tried`, or `None` when there is none left.
+    #[cfg(test)]
     pub fn pick(&self, route: &Route, tried: &[SocketAddr]) -> Option<Lease> {
+        self.pick_explained(route, tried).map(|(lease, _)| lease)
+    }
+
+    /// Picks an endpoint of `route` not in `tried` (`None` when there is none left), and says why this
+    /// one (for the access log).
+    pub fn pick_explained(&self, route: &Route, tried: &[SocketAddr]) -> Option<(Lease, Pick)> {
         let now = Instant::now();
         let mut inner = self.lock();
         // why two passes: ejected endpoints are a last resort, tried only when nothing healthy is left.
         let healthy_only = route.backends.iter().any(|b| inner.offers(b, tried, true, now));
-        let offering = || route.backends.iter().filter(|b| inner.offers(b, tried, healthy_only, now));
+        let offering = || route.backends.iter().enumerate().filter(|(_, b)| inner.offers(b, tried, healthy_only, now));
 
-        let total: u64 = offering().map(|b| u64::from(b.weight)).sum();
+        let total: u64 = offering().map(|(_, b)| u64::from(b.weight)).sum();
         if total == 0 {
             return None;
         }
         let mut point = self.spin.fetch_add(1, Ordering::Relaxed) % total;
-        let backend = offering().find(|b| {
+        let (index, backend) = offering().find(|(_, b)| {
             let weight = u64::from(b.weight);
             if point < weight {
                 true
@@ -161,18 +195,45 @@ impl Balancer {
             }
         })?;
 
-        let candidates = backend.endpoints.iter().map(|e| e.addr).filter(|a| inner.usable(a, tried, healthy_only, now));
-        let addr = match route.policy.load_balancing {
-            LoadBalancing::LeastConnections => candidates.min_by_key(|a| (inner.active(a), inner.last_pick(a)))?,
-            LoadBalancing::RoundRobin => candidates.min_by_key(|a| inner.last_pick(a))?,
-        };
+        // why one loop rather than `min_by_key` over a filter: it also counts what the access log says.
+        let mut best: Option<(SocketAddr, (usize, u64))> = None;
+        let (mut candidates, mut ejected) = (0u32, 0u32);
+        for addr in backend.endpoints.iter().map(|e| e.addr) {
+            if tried.contains(&addr) {
+                continue;
+            }
+            if inner.is_ejected(&addr, now) {
+                ejected += 1;
+                if healthy_only {
+                    continue;
+                }
+            }
+            candidates += 1;
+            let key = match route.policy.load_balancing {
+                LoadBalancing::LeastConnections => (inner.active(&addr), inner.last_pick(&addr)),
+                LoadBalancing::RoundRobin => (0, inner.last_pick(&addr)),
+            };
+            if best.is_none_or(|(_, best)| key < best) {
+                best = Some((addr, key));
+            }
+        }
+        let (addr, _) = best?;
 
         inner.picks += 1;
         let pick = inner.picks;
         let state = inner.endpoints.entry(addr).or_insert_with(EndpointState::new);
         state.last_pick = pick;
         state.active.fetch_add(1, Ordering::Relaxed);
-        Some(Lease { addr, active: state.active.clone() })
+        let why = Pick {
+            addr,
+            policy: route.policy.load_balancing,
+            backend: index,
+            endpoints: u32::try_from(backend.endpoints.len()).unwrap_or(u32::MAX),
+            candidates,
+            ejected,
+            attempt: u32::try_from(tried.len() + 1).unwrap_or(u32::MAX),
+        };
+        Some((Lease { addr, active: state.active.clone() }, why))
     }
 
     /// Records a successful connect: the endpoint's failure streak ends.
@@ -297,6 +358,23 @@ mod tests {
         assert_eq!(balancer.pick(&route, &[addr(1)]).unwrap().addr().port(), 2);
         balancer.connected(addr(1));
         assert_eq!(balancer.pick(&route, &[addr(2)]).unwrap().addr().port(), 1);
+    }
+
+    #[test]
+    fn picks_say_why() {
+        let balancer = Balancer::new();
+        let route = route(&[(0, &[9]), (1, &[1, 2, 3])], LoadBalancing::LeastConnections);
+        for _ in 0..3 {
+            balancer.connect_failed(addr(1));
+        }
+        let (lease, pick) = balancer.pick_explained(&route, &[addr(2)]).unwrap();
+        assert_eq!(lease.addr(), addr(3));
+        assert_eq!((pick.addr, pick.backend, pick.endpoints, pick.candidates), (addr(3), 1, 3, 1));
+        assert_eq!((pick.ejected, pick.attempt, pick.policy_name()), (1, 2, "least_connections"));
+        // Only the ejected one is left: tried anyway, and said so.
+        let (lease, pick) = balancer.pick_explained(&route, &[addr(2), addr(3)]).unwrap();
+        assert_eq!(lease.addr(), addr(1));
+        assert_eq!((pick.candidates, pick.ejected, pick.attempt), (1, 1, 3));
     }
 
     #[test]

@@ -37,10 +37,11 @@ use tokio::sync::watch;
 use tracing::{Instrument as _, debug, debug_span, warn};
 
 use crate::metrics::UpgradeOutcome;
-use crate::routes::Route;
+use crate::routes::{Route, normalize_host};
 
 use super::Shared;
-use super::balancer::Lease;
+use super::access::{self, Kind, Session};
+use super::balancer::{Lease, Pick};
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::forward::{log_failure, prepare_head};
@@ -226,14 +227,20 @@ pub async fn proxy(
     let Ok(handshake) = handshake::validate(&parts.method, parts.version, &parts.headers) else {
         return Some((stream, bytes));
     };
-    let route = {
+    let (route, access) = {
         let Ok(host) = host::routing_host(&parts.method, parts.version, &parts.uri, &parts.headers) else {
             return Some((stream, bytes));
         };
         let table = shared.table.load();
         shared.balancer.observe(&table);
         match table.lookup(host, parts.uri.path()) {
-            Some(route) => Arc::clone(route),
+            Some(route) => {
+                let access = shared.access_log.then(|| {
+                    let host = normalize_host(host);
+                    access::Request::new(Kind::WebSocket, client, &parts.method, &host, parts.uri.path())
+                });
+                (Arc::clone(route), access)
+            }
             None => return Some((stream, bytes)),
         }
     };
@@ -246,7 +253,7 @@ pub async fn proxy(
     );
     let leftovers = copy_bytes(&bytes[len..]);
     let exchange = Exchange { shared, client, drain, route, handshake };
-    exchange.run(stream, parts, leftovers).instrument(span).await;
+    exchange.run(stream, parts, leftovers, access).instrument(span).await;
     None
 }
 
@@ -270,7 +277,13 @@ struct Answer {
 }
 
 impl Exchange<'_> {
-    async fn run(self, mut stream: TcpStream, mut parts: http::request::Parts, leftovers: Bytes) {
+    async fn run(
+        self,
+        mut stream: TcpStream,
+        mut parts: http::request::Parts,
+        leftovers: Bytes,
+        access: Option<Box<access::Request>>,
+    ) {
         let started = Instant::now();
         prepare_head(&mut parts, self.client);
         // why set explicitly: the hop-by-hop cleanup removed them, and the backend must see exactly these.
@@ -283,18 +296,27 @@ impl Exchange<'_> {
         drop(parts);
 
         let timeout = self.route.policy.handshake_timeout;
-        let answer = match tokio::time::timeout(timeout, self.ask(&out)).await {
+        let mut picked = None;
+        let answer = match tokio::time::timeout(timeout, self.ask(&out, &mut picked)).await {
             Ok(result) => result,
             Err(_) => Err(ProxyError::Timeout(timeout)),
         };
         let answer = match answer {
             Ok(answer) if answer.status == StatusCode::SWITCHING_PROTOCOLS => answer,
-            Ok(answer) => return self.refuse(stream, answer, out, started).await,
-            Err(error) => return self.fail(stream, error, out, started).await,
+            Ok(answer) => {
+                let status = answer.status.as_u16();
+                self.refuse(stream, answer, out, started).await;
+                return log_refused(access, status, &self.route, picked);
+            }
+            Err(error) => {
+                let status = self.fail(stream, error, out, started).await;
+                return log_refused(access, status, &self.route, picked);
+            }
         };
         if let Err(error) = handshake::check_accept(&self.handshake, &answer.headers) {
             warn!(route = %self.route.id, endpoint = %answer.lease.addr(), %error, "backend answered a broken 101");
-            return self.fail(stream, error, out, started).await;
+            let status = self.fail(stream, error, out, started).await;
+            return log_refused(access, status, &self.route, picked);
         }
 
         let Answer { backend, bytes, head_len, mut headers, lease, .. } = answer;
@@ -304,7 +326,9 @@ impl Exchange<'_> {
         out.clear();
         encode_status(&mut out, StatusCode::SWITCHING_PROTOCOLS, &headers);
         out.extend_from_slice(b"\r\n");
-        let setup = TunnelSetup::new(self.shared, self.drain, &self.route, lease);
+        let session =
+            access.zip(picked).map(|(request, picked)| Session::open(request, &self.route, picked, self.drain));
+        let setup = TunnelSetup::new(self.shared, self.drain, &self.route, lease, session);
         account(self.shared, &self.route, UpgradeOutcome::Success, started);
         debug!(status = 101, outcome = UpgradeOutcome::Success.as_str(), "upgrade answered");
         if let Err(error) = stream.write_all(&out).await {
@@ -317,8 +341,8 @@ impl Exchange<'_> {
     }
 
     /// Connects to an endpoint (trying the next one when a connect fails), sends the head, reads the answer's.
-    async fn ask(&self, request: &[u8]) -> Result<Answer, ProxyError> {
-        let (mut backend, lease) = connect_upgrade_backend(self.shared, &self.route).await?;
+    async fn ask(&self, request: &[u8], picked: &mut Option<Pick>) -> Result<Answer, ProxyError> {
+        let (mut backend, lease) = connect_upgrade_backend(self.shared, &self.route, picked).await?;
         backend.write_all(request).await.map_err(ProxyError::BackendStream)?;
         let (bytes, head_len) = read_answer_head(&mut backend).await.map_err(ProxyError::BackendStream)?;
         let (status, headers) = parse_answer(&bytes, head_len).ok_or_else(|| {
@@ -357,8 +381,8 @@ impl Exchange<'_> {
         drop(lease);
     }
 
-    /// Answers with the error's status and closes the connection.
-    async fn fail(&self, mut stream: TcpStream, error: ProxyError, mut out: Vec<u8>, started: Instant) {
+    /// Answers with the error's status and closes the connection; returns the status.
+    async fn fail(&self, mut stream: TcpStream, error: ProxyError, mut out: Vec<u8>, started: Instant) -> u16 {
         log_failure(&error);
         let outcome = error.upgrade_outcome();
         let response = error.into_response(true);
@@ -376,6 +400,14 @@ impl Exchange<'_> {
         if stream.write_all(&out).await.is_ok() {
             let _ = stream.shutdown().await;
         }
+        parts.status.as_u16()
+    }
+}
+
+/// The access line of a handshake answered with anything but 101.
+fn log_refused(access: Option<Box<access::Request>>, status: u16, route: &Route, picked: Option<Pick>) {
+    if let Some(access) = access {
+        access::answered(&access, status, Some(route), picked.as_ref(), access::Bytes::default());
     }
 }
 

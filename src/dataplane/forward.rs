@@ -24,7 +24,8 @@ use tracing::{Span, debug, warn};
 use crate::routes::Route;
 
 use super::Shared;
-use super::balancer::Lease;
+use super::access;
+use super::balancer::{Lease, Pick};
 use super::body::ProxyBody;
 use super::error::{ProxyError, Side};
 use super::headers::{ClientAddr, remove_hop_by_hop, set_forwarded};
@@ -37,9 +38,17 @@ pub const MAX_TRIES: usize = 3;
 /// head has no limit.
 pub const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Proxies one plain request along `route` and counts it.
-pub async fn proxy(shared: &Shared, client: &ClientAddr, req: Request<Incoming>, route: &Route) -> Response<ProxyBody> {
-    let response = match forward(shared, client, req, route).await {
+/// Proxies one plain request along `route`, counts it and, with `access`, writes its access line.
+pub async fn proxy(
+    shared: &Shared,
+    client: &ClientAddr,
+    req: Request<Incoming>,
+    route: &Route,
+    access: Option<Box<access::Request>>,
+) -> Response<ProxyBody> {
+    let bytes_up = access.as_ref().and_then(|_| access::content_length(req.headers()));
+    let mut picked = None;
+    let response = match forward(shared, client, req, route, &mut picked).await {
         Ok(response) => response,
         Err(error) => {
             log_failure(&error);
@@ -47,6 +56,10 @@ pub async fn proxy(shared: &Shared, client: &ClientAddr, req: Request<Incoming>,
         }
     };
     shared.metrics.http_requests_total.with_label_values(&[&*route.id, response.status().as_str()]).inc();
+    if let Some(access) = access {
+        let bytes = access::Bytes { up: bytes_up, down: access::content_length(response.headers()) };
+        access::answered(&access, response.status().as_u16(), Some(route), picked.as_ref(), bytes);
+    }
     response
 }
 
@@ -90,6 +103,7 @@ async fn forward(
     client: &ClientAddr,
     req: Request<Incoming>,
     route: &Route,
+    picked: &mut Option<Pick>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     prepare_head(&mut parts, client);
@@ -100,8 +114,12 @@ async fn forward(
     let mut attempts = 0;
     let mut last_error = None;
     let (response, sender, lease) = loop {
-        let lease = match (attempts < MAX_TRIES).then(|| shared.balancer.pick(route, &tried[..attempts])).flatten() {
-            Some(lease) => lease,
+        let next = (attempts < MAX_TRIES).then(|| shared.balancer.pick_explained(route, &tried[..attempts]));
+        let lease = match next.flatten() {
+            Some((lease, pick)) => {
+                *picked = Some(pick);
+                lease
+            }
             None => return Err(last_error.unwrap_or(ProxyError::NoEndpoint)),
         };
         let addr = lease.addr();

@@ -56,6 +56,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// per connection instead of once per request.
 #[derive(Debug, Clone)]
 pub struct ClientAddr {
+    ip: IpAddr,
+    https: bool,
     ip_value: HeaderValue,
     port_value: HeaderValue,
     /// `http`, or `https` on the TLS listener: `X-Forwarded-Proto`.
@@ -67,6 +69,8 @@ impl ClientAddr {
     pub fn new(ip: IpAddr, listener_port: u16) -> ClientAddr {
         let ip = ip.to_canonical();
         ClientAddr {
+            ip,
+            https: false,
             ip_value: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value"),
             port_value: HeaderValue::from(listener_port),
             proto_value: HeaderValue::from_static("http"),
@@ -75,8 +79,19 @@ impl ClientAddr {
 
     /// The same client, connected over TLS: `X-Forwarded-Proto: https`.
     pub fn https(mut self) -> ClientAddr {
+        self.https = true;
         self.proto_value = HeaderValue::from_static("https");
         self
+    }
+
+    /// The client's IP address (an IPv4-mapped IPv6 address as IPv4).
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// Whether the client came through the HTTPS listener.
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 }
 

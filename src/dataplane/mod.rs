@@ -39,8 +39,10 @@
 //! task both paths share), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `host` (which
 //! host a request is for, RFC 9112 §3.2), `headers`
 //! (hop-by-hop and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend
-//! connections), `body` (the response body type), `error` (error → response, in one place).
+//! connections), `body` (the response body type), `error` (error → response, in one place), `access`
+//! (the opt-in access log: one line per request and per WebSocket session).
 
+mod access;
 mod balancer;
 mod body;
 mod error;
@@ -66,6 +68,7 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 use crate::routes::SharedTable;
 
+pub use access::AccessLog;
 pub use error::ProxyError;
 
 /// The proxy: cheap to clone; every clone shares the table handle, metrics, balancer state and the
@@ -81,16 +84,26 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     balancer: balancer::Balancer,
     pool: Arc<pool::Pool>,
+    /// `--access-log on`: checked once per request or handshake.
+    access_log: bool,
 }
 
 impl Proxy {
+    /// A proxy without access log.
     pub fn new(table: SharedTable, metrics: Arc<Metrics>) -> Proxy {
+        Proxy::with_access_log(table, metrics, AccessLog::Off)
+    }
+
+    /// A proxy that writes an access line (target `wsgate::access`) per request and per WebSocket
+    /// session when `access_log` is on.
+    pub fn with_access_log(table: SharedTable, metrics: Arc<Metrics>, access_log: AccessLog) -> Proxy {
         Proxy {
             shared: Arc::new(Shared {
                 table,
                 metrics,
                 balancer: balancer::Balancer::new(),
                 pool: Arc::new(pool::Pool::new()),
+                access_log: access_log == AccessLog::On,
             }),
         }
     }

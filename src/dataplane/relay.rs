@@ -73,7 +73,9 @@ where
     let up = pump(client_read, backend_write, Bytes::new(), upstream, &activity, &stop);
     let down = pump(backend_read, client_write, backend_buffered, downstream, &activity, &stop);
     let end = tokio::select! {
-        both = async { tokio::try_join!(up, down) } => both.map(|_| End::Closed),
+        both = async { tokio::try_join!(up, down) } => both.map(|(client_eof, _)| {
+            if client_eof { End::ClientClosed } else { End::BackendClosed }
+        }),
         () = activity.silent_for(idle_timeout) => Ok(End::IdleTimeout),
     };
     upstream.flush();
@@ -82,7 +84,8 @@ where
 }
 
 /// One direction: copies until `src` reaches EOF, then shuts down `dst`'s write side and tells the other
-/// direction to stop; or stops when told to, between chunks (a chunk read is always written).
+/// direction to stop; or stops when told to, between chunks (a chunk read is always written). `true`
+/// when this direction's EOF is what ended the relay.
 async fn pump<R, W>(
     mut src: R,
     mut dst: W,
@@ -90,7 +93,7 @@ async fn pump<R, W>(
     meter: &mut Meter,
     activity: &Activity,
     stop: &watch::Sender<bool>,
-) -> io::Result<()>
+) -> io::Result<bool>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -106,14 +109,14 @@ where
     loop {
         let n = tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| *stop) => return Ok(()),
+            _ = stopped.wait_for(|stop| *stop) => return Ok(false),
             n = src.read(&mut buf) => n?,
         };
         if n == 0 {
             stop.send_replace(true);
             // A peer that already went away makes shutdown fail; nothing is left to tell it.
             let _ = dst.shutdown().await;
-            return Ok(());
+            return Ok(true);
         }
         // why flush: a TLS writer may keep encrypted records buffered until flushed.
         dst.write_all(&buf[..n]).await?;
@@ -162,7 +165,7 @@ mod tests {
         assert_eq!(got, b"hello", "the backend sees the client's EOF after its data");
         // The backend keeps its side open; the relay ends anyway and the client sees EOF.
         let (end, up, down) = tokio::time::timeout(Duration::from_secs(5), relay).await.expect("ends").expect("task");
-        assert_eq!(end, End::Closed);
+        assert_eq!(end, End::ClientClosed);
         assert_eq!((up, down), (5, 10));
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.expect("read");

@@ -47,6 +47,7 @@ use tracing::{Instrument as _, Span, debug, debug_span, info, warn};
 use crate::routes::normalize_host;
 
 use super::Shared;
+use super::access::{self, Kind};
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::fast_upgrade::{self, First, Prefixed};
@@ -80,6 +81,13 @@ pub enum Phase {
 pub struct Drain {
     _token: mpsc::Sender<()>,
     phase: watch::Receiver<Phase>,
+}
+
+impl Drain {
+    /// Whether the drain deadline has passed (what is still open is being closed).
+    pub fn is_closing(&self) -> bool {
+        *self.phase.borrow() == Phase::Closing
+    }
 }
 
 /// What every request of one client connection shares.
@@ -354,33 +362,47 @@ async fn serve_http<I>(
 /// Routes one request: loads the table once, then hands the request to the WebSocket or HTTP path.
 async fn handle(shared: &Arc<Shared>, client: &Client, req: Request<Incoming>) -> Response<ProxyBody> {
     let upgrade = handshake::wants_websocket(req.headers());
-    let route = {
+    let kind = if upgrade { Kind::WebSocket } else { Kind::Http };
+    let (route, access) = {
         let host = match host::routing_host(req.method(), req.version(), req.uri(), req.headers()) {
             Ok(host) => host,
-            Err(error) => return refuse(shared, error, upgrade),
+            Err(error) => {
+                let access = shared
+                    .access_log
+                    .then(|| access::Request::new(kind, &client.addr, req.method(), "", req.uri().path()));
+                return refuse(shared, error, upgrade, access);
+            }
         };
         let path = req.uri().path();
+        let access = shared
+            .access_log
+            .then(|| access::Request::new(kind, &client.addr, req.method(), &normalize_host(host), path));
         let table = shared.table.load();
         shared.balancer.observe(&table);
         match table.lookup(host, path) {
-            Some(route) => Arc::clone(route),
+            Some(route) => (Arc::clone(route), access),
             None => {
                 let error = ProxyError::NoRoute { host: normalize_host(host).into_owned(), path: path.to_string() };
-                return refuse(shared, error, upgrade);
+                return refuse(shared, error, upgrade, access);
             }
         }
     };
     Span::current().record("route", &*route.id);
     if upgrade {
-        websocket::proxy(shared, &client.addr, &client.drain, req, &route).await
+        websocket::proxy(shared, &client.addr, &client.drain, req, &route, access).await
     } else {
-        forward::proxy(shared, &client.addr, req, &route).await
+        forward::proxy(shared, &client.addr, req, &route, access).await
     }
 }
 
 /// Answers a request refused before it has a route (a bad Host, no matching route); counted with the
 /// empty route label.
-fn refuse(shared: &Shared, error: ProxyError, upgrade: bool) -> Response<ProxyBody> {
+fn refuse(
+    shared: &Shared,
+    error: ProxyError,
+    upgrade: bool,
+    access: Option<Box<access::Request>>,
+) -> Response<ProxyBody> {
     forward::log_failure(&error);
     let outcome = error.upgrade_outcome();
     let response = error.into_response(upgrade);
@@ -388,6 +410,9 @@ fn refuse(shared: &Shared, error: ProxyError, upgrade: bool) -> Response<ProxyBo
         shared.metrics.websocket_upgrades_total.with_label_values(&["", outcome.as_str()]).inc();
     } else {
         shared.metrics.http_requests_total.with_label_values(&["", response.status().as_str()]).inc();
+    }
+    if let Some(access) = access {
+        access::answered(&access, response.status().as_u16(), None, None, access::Bytes::default());
     }
     response
 }

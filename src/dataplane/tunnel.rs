@@ -58,8 +58,10 @@ thread_local! {
 /// Why a tunnel ended without an I/O error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// One side closed (the normal end of a WebSocket, after its Close frames).
-    Closed,
+    /// The client's side reached EOF first (for a WebSocket, normally after its Close frames).
+    ClientClosed,
+    /// The backend's side reached EOF first.
+    BackendClosed,
     /// Neither side sent a byte for the idle timeout.
     IdleTimeout,
 }
@@ -216,8 +218,9 @@ pub struct Tunnel {
     /// The timer has been polled since it last fired, so it holds this task's waker and will wake it:
     /// until it fires (`is_elapsed`) there is no need to poll it again.
     timer_armed: bool,
-    /// One side reached EOF: no more reads, only what is pending gets written before the tunnel ends.
-    closing: bool,
+    /// One side reached EOF (which one: the tunnel's end): no more reads, only what is pending gets
+    /// written before the tunnel ends.
+    closing: Option<End>,
 }
 
 /// The two sockets of a tunnel and what hyper had read past the handshake on each.
@@ -241,7 +244,7 @@ impl Tunnel {
             idle_timeout,
             quiet_since: now,
             moved: false,
-            closing: false,
+            closing: None,
             timer_armed: false,
             timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         };
@@ -288,30 +291,29 @@ impl Future for Tunnel {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<End>> {
         let this = self.get_mut();
         let before = this.upstream.meter.total + this.downstream.meter.total;
-        if !this.closing {
+        if this.closing.is_none() {
             let ended = SCRATCH.with(|cell| {
                 let mut scratch = cell.borrow_mut();
                 match this.upstream.poll_relay(&this.client, &this.backend, &mut scratch, cx)? {
-                    Poll::Ready(()) => return Ok(true),
+                    Poll::Ready(()) => return Ok(Some(End::ClientClosed)),
                     Poll::Pending => {}
                 }
                 match this.downstream.poll_relay(&this.backend, &this.client, &mut scratch, cx)? {
-                    Poll::Ready(()) => Ok(true),
-                    Poll::Pending => Ok::<_, io::Error>(false),
+                    Poll::Ready(()) => Ok(Some(End::BackendClosed)),
+                    Poll::Pending => Ok::<_, io::Error>(None),
                 }
             });
             match ended {
                 Err(e) => return Poll::Ready(Err(e)),
-                Ok(true) => this.closing = true,
-                Ok(false) => {}
+                Ok(end) => this.closing = end,
             }
         }
-        if this.closing {
+        if let Some(end) = this.closing {
             // The first EOF ends the tunnel; bytes the other direction already read are written first.
             let up = this.upstream.poll_flush(&this.backend, cx)?;
             let down = this.downstream.poll_flush(&this.client, cx)?;
             if up.is_ready() && down.is_ready() {
-                return Poll::Ready(Ok(End::Closed));
+                return Poll::Ready(Ok(end));
             }
         }
         if this.upstream.meter.total + this.downstream.meter.total != before {
@@ -395,7 +397,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await.unwrap().unwrap();
         assert!(rest.is_empty(), "{rest:?}");
         let (end, totals) = tokio::time::timeout(Duration::from_secs(5), relay).await.unwrap().unwrap();
-        assert_eq!(end, End::Closed);
+        assert_eq!(end, End::ClientClosed);
         assert_eq!(totals, (10, 5));
     }
 
@@ -412,7 +414,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got)).await.unwrap().unwrap();
         assert_eq!(got.len(), last.len());
         let end = tokio::time::timeout(Duration::from_secs(5), relay).await.unwrap().unwrap();
-        assert_eq!(end.unwrap(), End::Closed);
+        assert_eq!(end.unwrap(), End::BackendClosed);
     }
 
     #[tokio::test]

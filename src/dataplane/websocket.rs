@@ -36,7 +36,8 @@ use crate::metrics::{Direction, UpgradeOutcome};
 use crate::routes::Route;
 
 use super::Shared;
-use super::balancer::Lease;
+use super::access::{self, Session};
+use super::balancer::{Lease, Pick};
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::fast_upgrade::Prefixed;
@@ -45,7 +46,7 @@ use super::handshake;
 use super::headers::{ClientAddr, remove_hop_by_hop};
 use super::pool;
 use super::server::Drain;
-use super::tunnel::{End, Ends, Meter, Tunnel};
+use super::tunnel::{Ends, Meter, Tunnel};
 
 /// What the backend made of the handshake.
 enum Answer {
@@ -62,9 +63,11 @@ pub async fn proxy(
     drain: &Drain,
     req: Request<Incoming>,
     route: &Arc<Route>,
+    mut access: Option<Box<access::Request>>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
-    let (response, outcome) = match upgrade(shared, client, drain, req, route).await {
+    let mut picked = None;
+    let (response, outcome) = match upgrade(shared, client, drain, req, route, &mut picked, &mut access).await {
         Ok(Answer::Switched(response)) => (response, UpgradeOutcome::Success),
         Ok(Answer::Refused(response)) => (response, UpgradeOutcome::Rejected),
         Err(error) => {
@@ -75,6 +78,11 @@ pub async fn proxy(
     };
     account(shared, route, outcome, started);
     debug!(status = response.status().as_u16(), outcome = outcome.as_str(), "upgrade answered");
+    // A switched handshake's line is written by its tunnel task, when the session ends.
+    if let Some(access) = access {
+        let status = response.status().as_u16();
+        access::answered(&access, status, Some(route), picked.as_ref(), access::Bytes::default());
+    }
     response
 }
 
@@ -101,6 +109,8 @@ async fn upgrade(
     drain: &Drain,
     mut req: Request<Incoming>,
     route: &Arc<Route>,
+    picked: &mut Option<Pick>,
+    access: &mut Option<Box<access::Request>>,
 ) -> Result<Answer, ProxyError> {
     let handshake = handshake::validate(req.method(), req.version(), req.headers())?;
     let client_upgrade = hyper::upgrade::on(&mut req);
@@ -113,7 +123,7 @@ async fn upgrade(
     parts.headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
 
     let timeout = route.policy.handshake_timeout;
-    let exchange = tokio::time::timeout(timeout, exchange(shared, route, parts));
+    let exchange = tokio::time::timeout(timeout, exchange(shared, route, parts, picked));
     let (response, sender, lease) = exchange.await.map_err(|_| ProxyError::Timeout(timeout))??;
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -126,7 +136,8 @@ async fn upgrade(
         warn!(route = %route.id, endpoint = %lease.addr(), %error, "backend answered a broken 101");
         return Err(error);
     }
-    Ok(Answer::Switched(switch(shared, drain, route, client_upgrade, response, sender, lease)))
+    let session = access.take().zip(*picked).map(|(request, picked)| Session::open(request, route, picked, drain));
+    Ok(Answer::Switched(switch(shared, drain, route, client_upgrade, response, sender, lease, session)))
 }
 
 /// Connects to an endpoint (trying the next one when a connect fails) and sends the handshake.
@@ -134,8 +145,9 @@ async fn exchange(
     shared: &Shared,
     route: &Route,
     parts: http::request::Parts,
+    picked: &mut Option<Pick>,
 ) -> Result<(Response<Incoming>, SendRequest<Empty<Bytes>>, Lease), ProxyError> {
-    let (stream, lease) = connect_upgrade_backend(shared, route).await?;
+    let (stream, lease) = connect_upgrade_backend(shared, route, picked).await?;
     let mut sender = pool::handshake(stream, true).await.map_err(ProxyError::Backend)?;
     let request = Request::from_parts(parts, Empty::new());
     let response = sender.send_request(request).await.map_err(ProxyError::Backend)?;
@@ -143,16 +155,25 @@ async fn exchange(
 }
 
 /// Picks an endpoint and connects to it within the route's handshake timeout, moving on to the next
-/// endpoint when a connect fails (at most `MAX_TRIES`). Shared by both upgrade paths.
-pub(super) async fn connect_upgrade_backend(shared: &Shared, route: &Route) -> Result<(TcpStream, Lease), ProxyError> {
+/// endpoint when a connect fails (at most `MAX_TRIES`). Shared by both upgrade paths. `picked` is the
+/// last endpoint tried, and why (for the access log).
+pub(super) async fn connect_upgrade_backend(
+    shared: &Shared,
+    route: &Route,
+    picked: &mut Option<Pick>,
+) -> Result<(TcpStream, Lease), ProxyError> {
     let deadline = tokio::time::Instant::now() + route.policy.handshake_timeout;
     // why a fixed array: no allocation for the handful of addresses tried.
     let mut tried = [SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)); MAX_TRIES];
     let mut attempts = 0;
     let mut last_error = None;
     loop {
-        let lease = match (attempts < MAX_TRIES).then(|| shared.balancer.pick(route, &tried[..attempts])).flatten() {
-            Some(lease) => lease,
+        let next = (attempts < MAX_TRIES).then(|| shared.balancer.pick_explained(route, &tried[..attempts]));
+        let lease = match next.flatten() {
+            Some((lease, pick)) => {
+                *picked = Some(pick);
+                lease
+            }
             None => return Err(last_error.unwrap_or(ProxyError::NoEndpoint)),
         };
         let addr = lease.addr();
@@ -179,6 +200,7 @@ pub(super) async fn connect_upgrade_backend(shared: &Shared, route: &Route) -> R
 
 /// Relays a correct 101 and starts the tunnel task. The task is spawned *before* the 101 goes out, so
 /// it is already waiting when hyper hands over the client's socket.
+#[allow(clippy::too_many_arguments)]
 fn switch(
     shared: &Arc<Shared>,
     drain: &Drain,
@@ -187,6 +209,7 @@ fn switch(
     mut response: Response<Incoming>,
     sender: SendRequest<Empty<Bytes>>,
     lease: Lease,
+    session: Option<Box<Session>>,
 ) -> Response<ProxyBody> {
     let backend_upgrade = hyper::upgrade::on(&mut response);
     let (mut parts, _empty_body) = response.into_parts();
@@ -194,7 +217,7 @@ fn switch(
     parts.headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     parts.headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
 
-    let setup = TunnelSetup::new(shared, drain, route, lease);
+    let setup = TunnelSetup::new(shared, drain, route, lease, session);
     spawn_tunnel(async move {
         let ends = tokio::try_join!(client_upgrade, backend_upgrade);
         // The 101 has been processed by then; the connection's request sender is no longer needed.
@@ -219,7 +242,9 @@ fn switch(
 /// table again, so table swaps cannot touch it.
 pub struct TunnelSetup {
     lease: Lease,
-    session: Session,
+    session: SessionMetrics,
+    /// The access line, written when the session ends (`None` with the access log off).
+    access: Option<Box<Session>>,
     upstream: Meter,
     downstream: Meter,
     idle_timeout: std::time::Duration,
@@ -227,10 +252,16 @@ pub struct TunnelSetup {
 }
 
 impl TunnelSetup {
-    pub fn new(shared: &Shared, drain: &Drain, route: &Route, lease: Lease) -> TunnelSetup {
+    pub fn new(
+        shared: &Shared,
+        drain: &Drain,
+        route: &Route,
+        lease: Lease,
+        access: Option<Box<Session>>,
+    ) -> TunnelSetup {
         let metrics = &shared.metrics;
         let id: &str = &route.id;
-        let session = Session::open(
+        let session = SessionMetrics::open(
             metrics.websocket_connections_active.with_label_values(&[id]),
             metrics.websocket_connection_duration_seconds.with_label_values(&[id]),
         );
@@ -240,6 +271,7 @@ impl TunnelSetup {
         TunnelSetup {
             lease,
             session,
+            access,
             upstream,
             downstream,
             idle_timeout: route.policy.idle_timeout,
@@ -256,14 +288,17 @@ impl TunnelSetup {
         // why the drain is not watched here: a `select!` on the drain phase re-polls that future (a lock
         // in tokio's Notify) on every wake-up of a busy tunnel, i.e. for every relayed message; the
         // worker's runtime closes what is left at the deadline instead (`server::Worker::serve`).
-        let TunnelSetup { lease: _lease, session: _session, upstream, downstream, idle_timeout, drain: _drain } = self;
+        let TunnelSetup { lease: _lease, session: _session, access, upstream, downstream, idle_timeout, drain: _drain } =
+            self;
         let mut tunnel = Tunnel::new(ends, idle_timeout, upstream, downstream);
         let end = (&mut tunnel).await;
         let (up, down) = tunnel.totals();
-        match end {
-            Ok(End::Closed) => debug!(bytes_up = up, bytes_down = down, "tunnel closed"),
-            Ok(End::IdleTimeout) => debug!(bytes_up = up, bytes_down = down, "tunnel closed: idle timeout"),
+        match &end {
+            Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "tunnel closed"),
             Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
+        }
+        if let Some(mut access) = access {
+            access.close(&end, up, down);
         }
     }
 }
@@ -272,17 +307,26 @@ impl TunnelSetup {
     /// Like [`run`](TunnelSetup::run) for a client that is not a plain TCP socket (TLS): relays with the
     /// generic copy loop, with the same idle timeout, metrics and drain.
     async fn relay(self, client: TokioIo<Upgraded>, backend: TcpStream, backend_buffered: Bytes) {
-        let TunnelSetup { lease: _lease, session: _session, mut upstream, mut downstream, idle_timeout, drain: _drain } =
-            self;
+        let TunnelSetup {
+            lease: _lease,
+            session: _session,
+            access,
+            mut upstream,
+            mut downstream,
+            idle_timeout,
+            drain: _drain,
+        } = self;
         let end =
             super::relay::relay(client, backend, backend_buffered, idle_timeout, &mut upstream, &mut downstream).await;
         upstream.flush();
         downstream.flush();
         let (up, down) = (upstream.total(), downstream.total());
-        match end {
-            Ok(End::Closed) => debug!(bytes_up = up, bytes_down = down, "TLS tunnel closed"),
-            Ok(End::IdleTimeout) => debug!(bytes_up = up, bytes_down = down, "TLS tunnel closed: idle timeout"),
+        match &end {
+            Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "TLS tunnel closed"),
             Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "TLS tunnel closed by an I/O error"),
+        }
+        if let Some(mut access) = access {
+            access.close(&end, up, down);
         }
     }
 }
@@ -325,20 +369,20 @@ fn copy_leftovers(first: &[u8], second: &[u8]) -> Bytes {
 
 /// An open tunnel as the metrics see it: the gauge is up while it exists, its lifetime is observed when
 /// it goes.
-struct Session {
+struct SessionMetrics {
     active: IntGauge,
     duration: Histogram,
     opened: Instant,
 }
 
-impl Session {
-    fn open(active: IntGauge, duration: Histogram) -> Session {
+impl SessionMetrics {
+    fn open(active: IntGauge, duration: Histogram) -> SessionMetrics {
         active.inc();
-        Session { active, duration, opened: Instant::now() }
+        SessionMetrics { active, duration, opened: Instant::now() }
     }
 }
 
-impl Drop for Session {
+impl Drop for SessionMetrics {
     fn drop(&mut self) {
         // why this order: whoever sees the gauge go down (a scrape, a test) also sees the duration.
         self.duration.observe(self.opened.elapsed().as_secs_f64());

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Lookup tries the exact host group, then the wildcard group, then the rules without a host, then the
-//! default backend; inside a group the first (most specific) path that matches wins. Nothing here knows
+//! default backend; inside a group the first (most specific) path that matches wins. [`RouteTable::explain`]
+//! walks the same steps and reports them (which group, which routes were skipped). Nothing here knows
 //! about Kubernetes: the compiler translates objects into these types, the dataplane only reads them.
 
 use std::collections::HashMap;
@@ -252,22 +253,74 @@ impl RouteTable {
 
     /// Finds the route for a request. `host` may carry a port and any case; `path` excludes the query.
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        fn first<'t>(group: &'t [Arc<Route>], path: &str) -> Option<&'t Arc<Route>> {
-            group.iter().find(|r| r.path.matches(path))
+        self.walk(host, path, |_, _| {}).map(|(_, route)| route)
+    }
+
+    /// The same lookup as [`lookup`](RouteTable::lookup), step by step: which host group answered, and
+    /// which routes were tried and skipped before it (for `/debug/explain` and `wsgate check --explain`).
+    pub fn explain(&self, host: &str, path: &str) -> Explanation {
+        let mut skipped = Vec::new();
+        let mut skipped_more = 0;
+        let found = self.walk(host, path, |group, route| {
+            if skipped.len() < MAX_SKIPPED_SHOWN {
+                skipped.push(Skipped {
+                    group,
+                    route: Arc::clone(&route.id),
+                    host: route.host.clone(),
+                    path: route.path.clone(),
+                });
+            } else {
+                skipped_more += 1;
+            }
+        });
+        let outcome = match found {
+            None => Outcome::NoRoute,
+            Some((_, route)) if route.has_ready_endpoint() => Outcome::Routed,
+            Some(_) => Outcome::NoReadyEndpoint,
+        };
+        Explanation {
+            host: normalize_host(host).into_owned(),
+            path: path.to_string(),
+            outcome,
+            group: found.map(|(group, _)| group),
+            route: found.map(|(_, route)| Arc::clone(route)),
+            skipped,
+            skipped_more,
         }
+    }
+
+    /// The lookup itself, shared by `lookup` and `explain` so the two cannot disagree: calls `skip` for
+    /// every route whose path did not match, in the order they were tried.
+    fn walk<'t>(
+        &'t self,
+        host: &str,
+        path: &str,
+        mut skip: impl FnMut(HostGroup, &'t Arc<Route>),
+    ) -> Option<(HostGroup, &'t Arc<Route>)> {
+        let mut first = |group: HostGroup, routes: &'t [Arc<Route>]| {
+            let found = routes.iter().find(|r| {
+                let hit = r.path.matches(path);
+                if !hit {
+                    skip(group, r);
+                }
+                hit
+            });
+            found.map(|route| (group, route))
+        };
         let host = normalize_host(host);
         let host = host.as_ref();
-        if let Some(route) = self.exact.get(host).and_then(|g| first(g, path)) {
-            return Some(route);
+        if let Some(found) = self.exact.get(host).and_then(|g| first(HostGroup::Exact, g)) {
+            return Some(found);
         }
         // A wildcard covers exactly one label: `a.example.com` → `example.com`.
         if let Some((label, suffix)) = host.split_once('.')
             && !label.is_empty()
-            && let Some(route) = self.wildcard.get(suffix).and_then(|g| first(g, path))
+            && let Some(found) = self.wildcard.get(suffix).and_then(|g| first(HostGroup::Wildcard, g))
         {
-            return Some(route);
+            return Some(found);
         }
-        first(&self.any_host, path).or(self.default_backend.as_ref())
+        first(HostGroup::AnyHost, &self.any_host)
+            .or_else(|| self.default_backend.as_ref().map(|route| (HostGroup::DefaultBackend, route)))
     }
 
     /// Every route, in lookup order per group, then the default backend: for inspection and tests.
@@ -305,6 +358,123 @@ impl RouteTable {
     }
 }
 
+/// Most skipped candidates an [`Explanation`] lists; the rest are only counted.
+pub const MAX_SKIPPED_SHOWN: usize = 10;
+
+/// The part of the table a lookup found its route in, in the order lookup tries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostGroup {
+    /// Routes for exactly the request's host.
+    Exact,
+    /// Routes for `*.suffix`, the request's host minus its first label.
+    Wildcard,
+    /// Routes without a host.
+    AnyHost,
+    /// The Ingress `defaultBackend`, when nothing else matched.
+    DefaultBackend,
+}
+
+impl HostGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostGroup::Exact => "exact host",
+            HostGroup::Wildcard => "wildcard host",
+            HostGroup::AnyHost => "any host",
+            HostGroup::DefaultBackend => "default backend",
+        }
+    }
+}
+
+/// What the dataplane would answer, as far as the table decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A route with a ready endpoint: proxied.
+    Routed,
+    /// A route, but no weighted backend has a ready endpoint: 503.
+    NoReadyEndpoint,
+    /// No route: 404.
+    NoRoute,
+}
+
+/// A route that was tried before the one that matched (its path did not match the request's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub group: HostGroup,
+    pub route: Arc<str>,
+    pub host: HostMatch,
+    pub path: PathMatch,
+}
+
+/// A lookup, step by step (see [`RouteTable::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The host as matched: lower-case, without port.
+    pub host: String,
+    pub path: String,
+    pub outcome: Outcome,
+    /// Where the route was found; `None` with no route.
+    pub group: Option<HostGroup>,
+    /// The route, with its backends, their weights and ready endpoints, and its policy.
+    pub route: Option<Arc<Route>>,
+    /// Routes tried before, in order (at most [`MAX_SKIPPED_SHOWN`]).
+    pub skipped: Vec<Skipped>,
+    /// Further skipped routes, not listed.
+    pub skipped_more: usize,
+}
+
+/// The explanation for people: what `wsgate check --explain` prints.
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "host {:?} path {:?}:", self.host, self.path)?;
+        for skipped in &self.skipped {
+            writeln!(
+                f,
+                "  skipped  {} ({} {}, path {}): path does not match",
+                skipped.route,
+                skipped.group.as_str(),
+                skipped.host,
+                skipped.path
+            )?;
+        }
+        if self.skipped_more > 0 {
+            writeln!(f, "  skipped  {} more", self.skipped_more)?;
+        }
+        let (Some(route), Some(group)) = (&self.route, self.group) else {
+            return writeln!(f, "  no route: the request is answered 404");
+        };
+        writeln!(
+            f,
+            "  matched  {} ({} {}, path {}) from {:?} {}/{}",
+            route.id,
+            group.as_str(),
+            route.host,
+            route.path,
+            route.source.kind,
+            route.source.namespace,
+            route.source.name
+        )?;
+        for backend in &route.backends {
+            let endpoints: Vec<String> = backend.endpoints.iter().map(|e| e.addr.to_string()).collect();
+            let endpoints = if endpoints.is_empty() { "no ready endpoint".to_string() } else { endpoints.join(", ") };
+            writeln!(f, "  backend  {} weight {}: {endpoints}", backend.name, backend.weight)?;
+        }
+        let policy = &route.policy;
+        writeln!(
+            f,
+            "  policy   {:?}, handshake timeout {}s, idle timeout {}s",
+            policy.load_balancing,
+            policy.handshake_timeout.as_secs_f64(),
+            policy.idle_timeout.as_secs_f64()
+        )?;
+        match self.outcome {
+            Outcome::Routed => Ok(()),
+            _ => writeln!(f, "  no ready endpoint: the request is answered 503"),
+        }
+    }
+}
+
 /// Lower-cases a Host header value and strips its port (and the brackets of an IPv6 literal).
 pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
     let host = if let Some(rest) = host.strip_prefix('[') {
@@ -325,3 +495,83 @@ pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
 
 /// The table as the dataplane sees it: swapped whole by the publisher, loaded once per request or handshake.
 pub type SharedTable = Arc<arc_swap::ArcSwap<RouteTable>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(id: &str, host: &str, path: PathMatch, endpoints: &[u16]) -> Route {
+        Route {
+            id: id.into(),
+            source: Source { kind: SourceKind::WebSocketRoute, namespace: "ns".into(), name: id.into() },
+            host: HostMatch::parse(host),
+            path,
+            backends: vec![Backend {
+                name: format!("ns/{id}:80"),
+                weight: 1,
+                endpoints: endpoints
+                    .iter()
+                    .map(|p| Endpoint { addr: SocketAddr::from(([127, 0, 0, 1], *p)) })
+                    .collect(),
+            }],
+            policy: Policy::default(),
+        }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(
+            vec![
+                route("exact-deep", "chat.example.com", PathMatch::prefix("/chat/admin"), &[1]),
+                route("exact-chat", "chat.example.com", PathMatch::prefix("/chat"), &[2]),
+                route("wild", "*.example.com", PathMatch::prefix("/"), &[3]),
+                route("anyhost", "", PathMatch::exact("/health"), &[]),
+            ],
+            Some(route("fallback", "", PathMatch::prefix("/"), &[4])),
+        )
+    }
+
+    #[test]
+    fn explain_names_the_group_and_the_skipped_candidates() {
+        let table = table();
+        let explained = table.explain("Chat.Example.com:8080", "/chat/room");
+        assert_eq!(explained.host, "chat.example.com");
+        assert_eq!(explained.group, Some(HostGroup::Exact));
+        assert_eq!(explained.outcome, Outcome::Routed);
+        assert_eq!(explained.route.as_ref().map(|r| &*r.id), Some("exact-chat"));
+        let skipped: Vec<&str> = explained.skipped.iter().map(|s| &*s.route).collect();
+        assert_eq!(skipped, ["exact-deep"], "the longer path was tried first");
+
+        // The exact group has no matching path: on to the wildcard group.
+        let explained = table.explain("chat.example.com", "/other");
+        assert_eq!(explained.group, Some(HostGroup::Wildcard));
+        assert_eq!(explained.route.as_ref().map(|r| &*r.id), Some("wild"));
+        assert_eq!(explained.skipped.len(), 2);
+
+        let explained = table.explain("elsewhere.org", "/health");
+        assert_eq!((explained.group, explained.outcome), (Some(HostGroup::AnyHost), Outcome::NoReadyEndpoint));
+        let explained = table.explain("elsewhere.org", "/x");
+        assert_eq!(explained.group, Some(HostGroup::DefaultBackend));
+        assert_eq!(explained.skipped.iter().map(|s| s.group).collect::<Vec<_>>(), [HostGroup::AnyHost]);
+        let text = explained.to_string();
+        assert!(text.contains("matched  fallback (default backend *, path Prefix /)"), "{text}");
+        assert!(text.contains("backend  ns/fallback:80 weight 1: 127.0.0.1:4"), "{text}");
+    }
+
+    #[test]
+    fn explain_and_lookup_agree() {
+        let table = table();
+        let without_default = RouteTable::new(table.routes().take(4).map(|r| (**r).clone()).collect(), None);
+        for t in [&table, &without_default] {
+            for host in ["chat.example.com", "a.example.com", "example.com", "x.y.example.com", "", "[::1]:80"] {
+                for path in ["/", "/chat", "/chat/admin/x", "/health", "/other"] {
+                    let explained = t.explain(host, path);
+                    assert_eq!(explained.route.as_ref(), t.lookup(host, path), "{host} {path}");
+                    assert_eq!(explained.outcome == Outcome::NoRoute, explained.route.is_none());
+                }
+            }
+        }
+        let explained = without_default.explain("example.com", "/x");
+        assert_eq!(explained.outcome, Outcome::NoRoute);
+        assert!(explained.to_string().contains("no route: the request is answered 404"), "{explained}");
+    }
+}

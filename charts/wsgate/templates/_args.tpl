@@ -16,6 +16,9 @@ identity come from the POD_NAMESPACE and POD_NAME environment variables (downwar
 - {{ printf "--drain-timeout=%d" (int $c.drainTimeoutSeconds) | quote }}
 - {{ printf "--log-format=%s" $c.log.format | quote }}
 - {{ printf "--log-level=%s" $c.log.level | quote }}
+{{- if $c.accessLog }}
+- "--access-log=on"
+{{- end }}
 - {{ printf "--lease-name=%s" (include "wsgate.leaseName" .) | quote }}
 {{- with $c.watchNamespace }}
 - {{ printf "--namespace=%s" . | quote }}

@@ -4,7 +4,8 @@
 //!   testdata/<case>/input.yaml     objects, read with the manifests loader
 //!   testdata/<case>/expected.yaml  the table, diagnostics and conditions, as YAML (the golden)
 //!   testdata/<case>/requests.yaml  optional: [{host, path, expect}] checked with RouteTable::lookup;
-//!                                  expect is a route id or backend name, or null for no route (404)
+//!                                  expect is a route id or backend name, or null for no route (404);
+//!                                  RouteTable::explain must name the same route
 //! ```
 //!
 //! Each input is also compiled with its objects in reversed and rotated order: the output must not
@@ -148,6 +149,11 @@ fn check_requests(case: &Path, table: &RouteTable) -> Result<usize, String> {
     let mut failures = Vec::new();
     for request in &requests {
         let found = table.lookup(&request.host, &request.path);
+        // `explain` walks the same steps as `lookup`: it must name the same route.
+        let explained = table.explain(&request.host, &request.path);
+        if explained.route.as_ref().map(|r| &r.id) != found.map(|r| &r.id) {
+            failures.push(format!("  {} {}: explain disagrees with lookup: {explained}", request.host, request.path));
+        }
         let ok = match (&request.expect, found) {
             (None, None) => true,
             (Some(expect), Some(route)) => {
