@@ -308,6 +308,8 @@ impl Drop for Backend {
 pub struct Wsgate {
     child: Child,
     pub http: SocketAddr,
+    /// The HTTPS listener, when started with `--https-addr`.
+    pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -349,13 +351,17 @@ impl Wsgate {
                     && let Some(tx) = tx.take()
                 {
                     let addr = |k: &str| entry["fields"][k].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
-                    let _ = tx.send((addr("http"), addr("admin")));
+                    // Logged as `Some(ADDR)` or `None`.
+                    let https = entry["fields"]["https"]
+                        .as_str()
+                        .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse::<SocketAddr>().ok());
+                    let _ = tx.send((addr("http"), https, addr("admin")));
                 }
                 lines.lock().expect("log lock").push(line);
             }
         });
-        let (http, admin) = match rx.recv_timeout(WAIT) {
-            Ok((Some(http), Some(admin))) => (http, admin),
+        let (http, https, admin) = match rx.recv_timeout(WAIT) {
+            Ok((Some(http), https, Some(admin))) => (http, https, admin),
             other => {
                 let _ = child.kill();
                 panic!(
@@ -364,7 +370,7 @@ impl Wsgate {
                 );
             }
         };
-        Wsgate { child, http, admin, log }
+        Wsgate { child, http, https, admin, log }
     }
 
     /// The log so far (JSON lines), for failure messages.

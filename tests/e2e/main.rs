@@ -8,6 +8,7 @@
 
 mod chart;
 mod harness;
+mod tls;
 #[path = "../support/tools.rs"]
 mod tools;
 
