@@ -63,7 +63,26 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until the admin listener reports ready (the first route table is published), so the self-check
+/// does not race the first build (and leave a 404 in the access log).
+async fn wait_ready() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for _ in 0..100 {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect("127.0.0.1:9090").await {
+            stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await?;
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await??;
+            if answer.starts_with(b"HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("wsgate did not become ready within 5 s (see the log above)")
+}
+
 async fn self_check() -> anyhow::Result<String> {
+    wait_ready().await?;
     let mut last_error = None;
     for _ in 0..50 {
         match tokio_tungstenite::connect_async("ws://127.0.0.1:8080/quickstart").await {
