@@ -48,8 +48,10 @@ pub struct KubeSources {
     services: Store<Service>,
     endpoint_slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
-    /// True while listing WebSocketRoutes answers 404: the CRD is not installed.
+    /// True while listing WebSocketRoutes answers 404 (the CRD is not installed) or 403 (no RBAC).
     routes_absent: tokio::sync::watch::Receiver<bool>,
+    /// True while listing TLS Secrets answers 403 (RBAC without secrets, e.g. from an older chart).
+    secrets_denied: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -85,8 +87,9 @@ impl KubeSources {
         let slices = watcher::Config::default().labels(SERVICE_NAME_LABEL);
         let (endpoint_slices, task) = reflect(namespaced(client, namespace), slices, &metrics, &changed, &none);
         tasks.push(task);
+        let (denied_tx, secrets_denied) = tokio::sync::watch::channel(false);
         let tls = watcher::Config::default().fields(TLS_SECRET_SELECTOR);
-        let (secrets, task) = reflect(namespaced(client, namespace), tls, &metrics, &changed, &none);
+        let (secrets, task) = reflect(namespaced(client, namespace), tls, &metrics, &changed, &denied_tx);
         tasks.push(task);
         KubeSources {
             ingresses,
@@ -96,13 +99,16 @@ impl KubeSources {
             endpoint_slices,
             secrets,
             routes_absent,
+            secrets_denied,
             tasks,
         }
     }
 
     /// Resolves once every store has completed its first list: compiling before that would publish a
-    /// table with routes missing. A cluster without the WebSocketRoute CRD counts as having none, so
-    /// Ingresses are served; the watcher keeps retrying and picks routes up once the CRD is installed.
+    /// table with routes missing. A cluster without the WebSocketRoute CRD (or without the right to list
+    /// it) counts as having none, so Ingresses are served; likewise Secrets that wsgate may not list
+    /// count as none, so routes are served without certificates. The watchers keep retrying and pick
+    /// the objects up once the CRD or the permission is there.
     pub async fn wait_synced(&self) {
         let mut absent = self.routes_absent.clone();
         let routes = async {
@@ -110,8 +116,21 @@ impl KubeSources {
                 _ = self.websocket_routes.wait_until_ready() => {}
                 _ = absent.wait_for(|absent| *absent) => {
                     tracing::warn!(
-                        "the WebSocketRoute CRD is not installed (listing websocketroutes.wsgate.dev answers 404): \
-                         serving Ingresses only until it is; install crds/websocketroutes.wsgate.dev.yaml"
+                        "cannot list websocketroutes.wsgate.dev: the WebSocketRoute CRD is not installed (404) or \
+                         RBAC does not allow it (403); serving Ingresses only until it can; install \
+                         crds/websocketroutes.wsgate.dev.yaml"
+                    );
+                }
+            }
+        };
+        let mut denied = self.secrets_denied.clone();
+        let secrets = async {
+            tokio::select! {
+                _ = self.secrets.wait_until_ready() => {}
+                _ = denied.wait_for(|denied| *denied) => {
+                    tracing::warn!(
+                        "cannot list Secrets (403: RBAC does not allow get/list/watch on secrets): serving without \
+                         TLS certificates until it can; `wsgate rbac` prints the rules wsgate needs"
                     );
                 }
             }
@@ -122,7 +141,7 @@ impl KubeSources {
             routes,
             self.services.wait_until_ready(),
             self.endpoint_slices.wait_until_ready(),
-            self.secrets.wait_until_ready(),
+            secrets,
         );
     }
 
@@ -159,7 +178,7 @@ fn reflect<K>(
     config: watcher::Config,
     metrics: &Arc<Metrics>,
     changed: &Arc<Notify>,
-    absent: &tokio::sync::watch::Sender<bool>,
+    unavailable: &tokio::sync::watch::Sender<bool>,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -178,7 +197,7 @@ where
     .default_backoff();
     let metrics = metrics.clone();
     let changed = changed.clone();
-    let absent = absent.clone();
+    let absent = unavailable.clone();
     let task = tokio::spawn(async move {
         let errors = metrics.kube_watch_errors_total.with_label_values(&[kind.as_str()]);
         stream
@@ -191,7 +210,7 @@ where
                         changed.notify_one();
                     }
                     Err(error) => {
-                        if is_not_found(&error) {
+                        if is_unavailable(&error) {
                             absent.send_if_modified(|a| !std::mem::replace(a, true));
                         }
                         errors.inc();
@@ -205,13 +224,14 @@ where
     (store, task)
 }
 
-/// Whether the API answered 404 for the resource itself (its CRD is not installed).
-fn is_not_found(error: &watcher::Error) -> bool {
+/// Whether the API answered 404 for the resource itself (its CRD is not installed) or 403 (wsgate may
+/// not list it): retrying will not help until someone installs or grants it.
+fn is_unavailable(error: &watcher::Error) -> bool {
     match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status))
-        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 404,
-        watcher::Error::WatchError(status) => status.code == 404,
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => matches!(status.code, 403 | 404),
+        watcher::Error::WatchError(status) => matches!(status.code, 403 | 404),
         _ => false,
     }
 }

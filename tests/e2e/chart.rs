@@ -474,6 +474,21 @@ async fn without_patch_on_websocketroutes_status_route_status_is_never_written()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rights_on_secrets_routes_are_served_without_certificates() {
+    // An older chart's RBAC (or a cluster that forbids Secrets): wsgate must still become ready and serve.
+    let Some((cluster, ns, net)) = local_fixture("chart-no-secrets").await else { return };
+    let pod = net.echo(0, PORT, "pod-0");
+    let install = Install::new(&cluster, &ns.name, &[("secrets", "list")]).await;
+    let gw = &install.wsgate;
+    ready(gw).await;
+    create(&cluster, &ns, &service("chat")).await;
+    create(&cluster, &ns, &slice("chat", &[(pod.addr, true)])).await;
+    create(&cluster, &ns, &route("chat", "/chat", "chat")).await;
+    eventually("the route is served", LIVE * 5, || async { gw.ws("any", "/chat").await.is_ok() }).await;
+    assert!(gw.log().contains("cannot list Secrets"), "the operator is told why: {}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_watch_on_endpointslices_new_endpoints_never_arrive() {
     let Some((cluster, ns, net)) = local_fixture("chart-no-watch").await else { return };
     let pod = net.echo(0, PORT, "pod-0");
