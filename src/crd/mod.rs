@@ -65,6 +65,12 @@ pub struct RouteTls {
     /// chain (leaf first) in `tls.crt` and the PEM private key in `tls.key`.
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
+    /// Answer plain-HTTP requests for the hostnames with `308 Permanent Redirect` to the same URL over
+    /// `https://` (when the HTTPS listener is on and the certificate is usable). Default false.
+    /// WebSocket handshakes are redirected too, and WebSocket clients do not follow redirects: a
+    /// `ws://` client then fails and must be switched to `wss://`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect: bool,
 }
 
 /// A path matcher, with the semantics of Ingress paths.
