@@ -52,7 +52,8 @@ pub struct WebSocketRouteSpec {
     pub load_balancing: Option<LoadBalancingSpec>,
 
     /// TLS termination on the HTTPS listener for `hostnames` (which must then be set: the certificate
-    /// is chosen by the SNI name the client sends). The route is still served over plain HTTP too.
+    /// is chosen by the SNI name the client sends). The route is still served over plain HTTP too,
+    /// unless `redirect` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RouteTls>,
 }
