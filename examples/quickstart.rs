@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         },
         drain: Duration::from_secs(5),
         access_log: wsgate::dataplane::AccessLog::On,
+        https_redirect_port: None,
     };
     let bound = config.bind().await?;
     let server = tokio::spawn(server::run(config, bound, async {

@@ -55,6 +55,13 @@ struct RunArgs {
     #[arg(long, env = "WSGATE_HTTPS_ADDR", value_name = "ADDR")]
     https_addr: Option<SocketAddr>,
 
+    /// Port named in the 308 redirects to https:// of routes that ask for them (Ingress annotation
+    /// wsgate.dev/ssl-redirect: "true", WebSocketRoute spec.tls.redirect), left out when 443. Default:
+    /// the --https-addr port; set it when a Service maps another port to it (e.g. 443 -> 8443).
+    /// Nothing is redirected without --https-addr.
+    #[arg(long, env = "WSGATE_HTTPS_REDIRECT_PORT", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    https_redirect_port: Option<u16>,
+
     /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes, /debug/explain).
     #[arg(long, env = "WSGATE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: SocketAddr,
@@ -237,6 +244,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         source,
         drain: Duration::from_secs(args.drain_timeout),
         access_log: args.access_log,
+        https_redirect_port: args.https_redirect_port,
     };
     let bound = config.bind().await?;
     let https = bound.https.as_ref().map(|l| l.local_addr()).transpose()?;

@@ -151,7 +151,7 @@ impl Metrics {
             )
             .expect("valid metric"),
             http_requests_total: IntCounterVec::new(
-                Opts::new("wsgate_http_requests_total", "Plain HTTP requests by route and status code."),
+                Opts::new("wsgate_http_requests_total", "Plain HTTP requests by route and status code (HTTPS redirects: code 308, WebSocket handshakes included)."),
                 &["route", "code"],
             )
             .expect("valid metric"),

@@ -2,7 +2,8 @@
 //! and stopped in order. Shared by the binary and the quickstart example.
 //!
 //! ```text
-//!   source (file mode | Kubernetes) ─► Publisher ─► SharedTable ─► Proxy (HTTP listener, HTTPS listener)
+//!   source (file mode | Kubernetes) ─► Publisher ─► SharedTable ─► Proxy (HTTP listener, HTTPS listener;
+//!                                                                  redirects name the HTTPS port)
 //!                                          └─► Readiness ─► Admin (admin listener)
 //!   shutdown ─► stop source and accepting ─► drain open connections (≤ drain) ─► return
 //! ```
@@ -20,7 +21,7 @@ use crate::controller::compile::CompileOptions;
 use crate::controller::file_mode::{self, FileModeError};
 use crate::controller::kube_mode::{self, KubeConfig, KubeModeError};
 use crate::controller::publish::Publisher;
-use crate::dataplane::{AccessLog, Proxy};
+use crate::dataplane::{AccessLog, Proxy, ProxyOptions};
 use crate::metrics::Metrics;
 use crate::routes::SharedTable;
 
@@ -45,6 +46,9 @@ pub struct ServerConfig {
     pub drain: Duration,
     /// Whether the dataplane writes access lines (target `wsgate::access`).
     pub access_log: AccessLog,
+    /// The port plain-HTTP requests are redirected to on routes that ask for it (`https://host:port`,
+    /// the port left out when 443). `None`: the HTTPS listener's port. No effect without `https_addr`.
+    pub https_redirect_port: Option<u16>,
 }
 
 /// Why the server stopped with an error.
@@ -99,7 +103,13 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
 
     let admin = Admin { metrics: metrics.clone(), table: table.clone(), readiness };
     let admin_task = tokio::spawn(admin.serve(bound.admin, stopped()));
-    let proxy = Proxy::with_access_log(table, metrics.clone(), config.access_log);
+    // why the bound port: `https_addr` may ask for port 0.
+    let https_port = bound.https.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+    let options = ProxyOptions {
+        access_log: config.access_log,
+        https_redirect_port: https_port.map(|port| config.https_redirect_port.unwrap_or(port)),
+    };
+    let proxy = Proxy::with_options(table, metrics.clone(), options);
     let drain = config.drain;
     let proxy_stopped = stopped();
     let https_task = bound.https.map(|listener| {

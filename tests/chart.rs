@@ -468,6 +468,9 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
     let https_flag = https.map(|port| format!("0.0.0.0:{}", port["containerPort"]));
     assert_eq!(values["tls"]["enabled"] == json!(true), https.is_some(), "{scenario}: https port iff tls.enabled");
     assert_eq!(flag(&args, "--https-addr"), https_flag.as_deref(), "{scenario}: --https-addr");
+    // Redirects to https:// name the Service's https port (what clients reach), not the container's.
+    let redirect_port = https.map(|_| values["service"]["ports"]["https"].to_string());
+    assert_eq!(flag(&args, "--https-redirect-port"), redirect_port.as_deref(), "{scenario}: --https-redirect-port");
     assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "admin"}), "{scenario}");
     assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "admin"}), "{scenario}");
 

@@ -48,6 +48,7 @@ async fn start(dir: &Path) -> Running {
         source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
         drain: Duration::from_secs(1),
         access_log: wsgate::dataplane::AccessLog::Off,
+        https_redirect_port: None,
     };
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");

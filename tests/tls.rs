@@ -128,18 +128,25 @@ struct Running {
 }
 
 async fn start(dir: &Path) -> Running {
+    start_with(dir, true, None).await
+}
+
+/// Starts file mode on `dir`; `https`: with an HTTPS listener (else `Running::https` is the HTTP
+/// address, and nothing is redirected); `redirect_port`: `--https-redirect-port`.
+async fn start_with(dir: &Path, https: bool, redirect_port: Option<u16>) -> Running {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let config = ServerConfig {
         http_addr: any,
-        https_addr: Some(any),
+        https_addr: https.then_some(any),
         admin_addr: any,
         source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
         drain: Duration::from_secs(1),
         access_log: wsgate::dataplane::AccessLog::Off,
+        https_redirect_port: redirect_port,
     };
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");
-    let https = bound.https.as_ref().expect("https listener").local_addr().expect("https address");
+    let https = bound.https.as_ref().map_or(Ok(http), |l| l.local_addr()).expect("https address");
     let admin = bound.admin.local_addr().expect("admin address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::run(config, bound, async {
@@ -368,4 +375,148 @@ async fn a_broken_secret_is_reported_and_everything_else_keeps_working() {
     );
     assert!(!stdout.contains("default/good"), "the good Ingress has no diagnostic: {stdout}");
     assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+}
+
+/// An Ingress like [`ingress_yaml`] with the `wsgate.dev/ssl-redirect` annotation set to `value`.
+fn redirect_ingress_yaml(name: &str, host: &str, secret: &str, value: &str) -> String {
+    ingress_yaml(name, host, secret).replacen(
+        &format!("metadata: {{name: {name}}}"),
+        &format!("metadata:\n  name: {name}\n  annotations: {{wsgate.dev/ssl-redirect: \"{value}\"}}"),
+        1,
+    )
+}
+
+/// A raw WebSocket handshake for `host` and `target`.
+fn raw_upgrade(host: &str, target: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Asserts a raw answer is the redirect to `location`, with no body, closing the connection.
+fn assert_redirect(raw: &str, location: &str) {
+    assert_eq!(support::status_of(raw), 308, "{raw}");
+    assert_eq!(support::header_of(raw, "location"), Some(location), "{raw}");
+    assert_eq!(support::header_of(raw, "content-length"), Some("0"), "{raw}");
+    assert_eq!(support::header_of(raw, "connection"), Some("close"), "{raw}");
+    assert_eq!(support::body_of(raw), "", "{raw}");
+}
+
+/// Files for the redirect tests: `chat.example.com` asks for the redirect, `other.example.com` does not
+/// (both with a certificate).
+fn write_redirect_manifests(folder: &support::Folder, ca: &Ca, backend: SocketAddr) {
+    let chat = ca.issue(&["chat.example.com"]);
+    let other = ca.issue(&["other.example.com"]);
+    folder.write("backend.yaml", &backend_yaml(backend.port()));
+    folder.write(
+        "chat.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("chat-tls", &chat, true),
+            redirect_ingress_yaml("chat", "chat.example.com", "chat-tls", "true")
+        ),
+    );
+    folder.write(
+        "other.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("other-tls", &other, false),
+            ingress_yaml("other", "other.example.com", "other-tls")
+        ),
+    );
+}
+
+#[tokio::test]
+async fn plain_http_is_redirected_to_https_on_routes_that_ask_for_it() {
+    let backend = echo_server("echo").await;
+    let ca = Ca::new();
+    let folder = support::Folder::new("tls-redirect");
+    write_redirect_manifests(&folder, &ca, backend.addr);
+    let running = start(&folder.0).await;
+    eventually("ready", || async { get(running.admin, "admin", "/readyz").await.0 == 200 }).await;
+    let port = running.https.port();
+
+    // A plain GET: 308 to the HTTPS listener's port (not 443, so it is kept), path and query as sent,
+    // host as routed (lower-case, without the port the client named).
+    let raw =
+        support::raw_exchange(running.http, "GET /room/1?id=7&x=%20y HTTP/1.1\r\nHost: Chat.Example.com:8080\r\n\r\n")
+            .await;
+    assert_redirect(&raw, &format!("https://chat.example.com:{port}/room/1?id=7&x=%20y"));
+    let raw = support::raw_exchange(running.http, "GET /hello HTTP/1.1\r\nHost: chat.example.com\r\n\r\n").await;
+    assert_redirect(&raw, &format!("https://chat.example.com:{port}/hello"));
+
+    // Over HTTPS the same route is served.
+    let (status, body) = https_get(&ca, running.https, "chat.example.com", "/hello").await;
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
+    assert_eq!(seen["headers"]["x-forwarded-proto"][0], "https", "{seen}");
+    // A route without the annotation is served over plain HTTP.
+    let (status, body) = get(running.http, "other.example.com", "/hello").await;
+    assert_eq!(status, 200, "{body}");
+
+    // A WebSocket handshake as the first request of a connection (the fast path) gets the 308 too, and a
+    // ws:// client fails on it.
+    let raw = support::raw_exchange(running.http, &raw_upgrade("chat.example.com", "/ws?t=1")).await;
+    assert_redirect(&raw, &format!("https://chat.example.com:{port}/ws?t=1"));
+    let tcp = TcpStream::connect(running.http).await.expect("connect");
+    match within("ws:// handshake", tokio_tungstenite::client_async("ws://chat.example.com/ws", tcp)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 308),
+        other => panic!("a ws:// handshake on a redirecting route must get the 308, got {other:?}"),
+    }
+    // … and as a later request of a keep-alive connection (hyper's path).
+    let tcp = TcpStream::connect(running.http).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.expect("HTTP");
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/hello")
+        .header("host", "other.example.com")
+        .body(Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let response = within("first response", sender.send_request(request)).await.expect("response");
+    assert_eq!(response.status(), 200);
+    support::body_text(response).await;
+    let request = hyper::Request::get("/ws")
+        .header("host", "chat.example.com")
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .body(Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let response = within("second response", sender.send_request(request)).await.expect("response");
+    assert_eq!(response.status(), 308);
+    let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+    assert_eq!(location, Some(format!("https://chat.example.com:{port}/ws").as_str()));
+
+    // Every redirect is counted as a request of its route with status 308; the served one as 200.
+    let text = metrics(&running).await;
+    let redirected = sample(&text, "wsgate_http_requests_total{code=\"308\",route=\"default/chat\"}");
+    assert_eq!(redirected, Some(5.0), "{text}");
+    let served = sample(&text, "wsgate_http_requests_total{code=\"200\",route=\"default/chat\"}");
+    assert_eq!(served, Some(1.0), "{text}");
+}
+
+#[tokio::test]
+async fn redirect_port_443_is_left_out_and_nothing_is_redirected_without_https_listener() {
+    let backend = echo_server("echo").await;
+    let ca = Ca::new();
+    let folder = support::Folder::new("tls-redirect-port");
+    write_redirect_manifests(&folder, &ca, backend.addr);
+
+    // Behind a Service mapping 443 to the HTTPS listener: --https-redirect-port 443.
+    let running = start_with(&folder.0, true, Some(443)).await;
+    eventually("ready", || async { get(running.admin, "admin", "/readyz").await.0 == 200 }).await;
+    let raw = support::raw_exchange(running.http, "GET /a?b=c HTTP/1.1\r\nHost: chat.example.com\r\n\r\n").await;
+    assert_redirect(&raw, "https://chat.example.com/a?b=c");
+    drop(running);
+
+    // Without --https-addr the certificate is there but nothing is redirected (plain and WebSocket).
+    let running = start_with(&folder.0, false, Some(443)).await;
+    eventually("ready", || async { get(running.admin, "admin", "/readyz").await.0 == 200 }).await;
+    let (status, body) = get(running.http, "chat.example.com", "/a?b=c").await;
+    assert_eq!(status, 200, "{body}");
+    let tcp = TcpStream::connect(running.http).await.expect("connect");
+    let url = "ws://chat.example.com/ws";
+    let (mut ws, _) = within("ws:// handshake", tokio_tungstenite::client_async(url, tcp)).await.expect("upgrade");
+    echo(&mut ws, "still plain").await;
 }

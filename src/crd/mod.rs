@@ -52,7 +52,8 @@ pub struct WebSocketRouteSpec {
     pub load_balancing: Option<LoadBalancingSpec>,
 
     /// TLS termination on the HTTPS listener for `hostnames` (which must then be set: the certificate
-    /// is chosen by the SNI name the client sends). The route is still served over plain HTTP too.
+    /// is chosen by the SNI name the client sends). The route is still served over plain HTTP too,
+    /// unless `redirect` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RouteTls>,
 }
@@ -65,6 +66,12 @@ pub struct RouteTls {
     /// chain (leaf first) in `tls.crt` and the PEM private key in `tls.key`.
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
+    /// Answer plain-HTTP requests for the hostnames with `308 Permanent Redirect` to the same URL over
+    /// `https://` (when the HTTPS listener is on and the certificate is usable). Default false.
+    /// WebSocket handshakes are redirected too, and WebSocket clients do not follow redirects: a
+    /// `ws://` client then fails and must be switched to `wss://`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect: bool,
 }
 
 /// A path matcher, with the semantics of Ingress paths.

@@ -8,6 +8,8 @@
 //!     ├─ not an upgrade, a body, incomplete at the limit, unparsable ─► hyper over `Prefixed`
 //!     ├─ upgrade, but a bad handshake, a bad Host or no route ─► hyper over `Prefixed` (it answers
 //!     │                                     400/426/404, counts them, and keeps the connection)
+//!     ├─ upgrade on a route that redirects to HTTPS ─► hyper over `Prefixed` (it answers 308, counts it
+//!     │                                     and closes the connection; see `redirect`)
 //!     └─ upgrade with a route ─► pick + connect (next endpoint on refusal) ─► write the head
 //!          ─► read the answer head (all within policy.handshake_timeout, else 504)
 //!            101 + right accept ─► count, write 101 ─► tunnel task (this task ends)
@@ -49,6 +51,7 @@ use super::handshake::{self, ClientHandshake};
 use super::headers::{ClientAddr, has_token, remove_hop_by_hop};
 use super::host;
 use super::pool;
+use super::redirect;
 use super::server::{Drain, HEADER_READ_TIMEOUT, Phase};
 use super::tunnel::Ends;
 use super::websocket::{TunnelSetup, account, connect_upgrade_backend, spawn_tunnel};
@@ -234,6 +237,9 @@ pub async fn proxy(
         let table = shared.table.load();
         shared.balancer.observe(&table);
         match table.lookup(host, parts.uri.path()) {
+            // why hand it to hyper: a redirect is one small answer, and hyper's path already writes it,
+            // counts it and logs it; the fast path only saves work on handshakes that are proxied.
+            Some(route) if redirect::port(shared, false, route).is_some() => return Some((stream, bytes)),
             Some(route) => {
                 let access = shared.access_log.then(|| {
                     let host = normalize_host(host);

@@ -40,7 +40,8 @@
 //! host a request is for, RFC 9112 §3.2), `headers`
 //! (hop-by-hop and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend
 //! connections), `body` (the response body type), `error` (error → response, in one place), `access`
-//! (the opt-in access log: one line per request and per WebSocket session).
+//! (the opt-in access log: one line per request and per WebSocket session), `redirect` (the opt-in 308
+//! from plain HTTP to HTTPS, checked right after the route lookup on the plain listener).
 
 mod access;
 mod balancer;
@@ -52,6 +53,7 @@ mod handshake;
 mod headers;
 mod host;
 mod pool;
+mod redirect;
 mod relay;
 mod server;
 mod tls;
@@ -86,6 +88,17 @@ pub(crate) struct Shared {
     pool: Arc<pool::Pool>,
     /// `--access-log on`: checked once per request or handshake.
     access_log: bool,
+    /// The port `https://` redirects name; `None` when the HTTPS listener is off (no redirects).
+    https_redirect_port: Option<u16>,
+}
+
+/// Choices a [`Proxy`] is built with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyOptions {
+    pub access_log: AccessLog,
+    /// The HTTPS port plain-HTTP requests on routes with `Policy::https_redirect` are sent to (308).
+    /// `None`: there is no HTTPS listener, so nothing is redirected.
+    pub https_redirect_port: Option<u16>,
 }
 
 impl Proxy {
@@ -97,13 +110,19 @@ impl Proxy {
     /// A proxy that writes an access line (target `wsgate::access`) per request and per WebSocket
     /// session when `access_log` is on.
     pub fn with_access_log(table: SharedTable, metrics: Arc<Metrics>, access_log: AccessLog) -> Proxy {
+        Proxy::with_options(table, metrics, ProxyOptions { access_log, ..ProxyOptions::default() })
+    }
+
+    /// A proxy with every option: the access log, and the port HTTPS redirects name.
+    pub fn with_options(table: SharedTable, metrics: Arc<Metrics>, options: ProxyOptions) -> Proxy {
         Proxy {
             shared: Arc::new(Shared {
                 table,
                 metrics,
                 balancer: balancer::Balancer::new(),
                 pool: Arc::new(pool::Pool::new()),
-                access_log: access_log == AccessLog::On,
+                access_log: options.access_log == AccessLog::On,
+                https_redirect_port: options.https_redirect_port,
             }),
         }
     }

@@ -4,11 +4,12 @@
 //!   one thread per core, each a current-thread runtime with its own SO_REUSEPORT socket on the address:
 //!   accept ─► connection task (TCP_NODELAY)
 //!               ├─ HTTPS listener: TLS handshake (`tls`), then hyper as below, without fast_upgrade
-//!               ├─ first request a WebSocket handshake with a route ─► fast_upgrade (no hyper)
+//!               ├─ first request a WebSocket handshake with a route (not redirected) ─► fast_upgrade (no hyper)
 //!               └─ otherwise: hyper http1 with upgrades, header size/time limits, the bytes read so far
 //!                  put back in front
 //!               └─ per request: load the table once ─► lookup(host, path)
 //!                    ├─ no route           ─► 404
+//!                    ├─ plain listener, route redirects to HTTPS ─► 308 (`redirect`)
 //!                    ├─ Upgrade: websocket ─► websocket::proxy
 //!                    └─ otherwise          ─► forward::proxy
 //!
@@ -44,7 +45,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument as _, Span, debug, debug_span, info, warn};
 
-use crate::routes::normalize_host;
+use crate::routes::{Route, normalize_host};
 
 use super::Shared;
 use super::access::{self, Kind};
@@ -52,7 +53,7 @@ use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::fast_upgrade::{self, First, Prefixed};
 use super::headers::ClientAddr;
-use super::{forward, handshake, host, websocket};
+use super::{forward, handshake, host, redirect, websocket};
 
 /// Largest request head (request line and headers) accepted; larger ones get 431.
 pub const MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
@@ -380,7 +381,13 @@ async fn handle(shared: &Arc<Shared>, client: &Client, req: Request<Incoming>) -
         let table = shared.table.load();
         shared.balancer.observe(&table);
         match table.lookup(host, path) {
-            Some(route) => (Arc::clone(route), access),
+            Some(route) => {
+                if let Some(location) = redirect::target(shared, client.addr.is_https(), route, host, req.uri()) {
+                    Span::current().record("route", &*route.id);
+                    return redirected(shared, route, location, access);
+                }
+                (Arc::clone(route), access)
+            }
             None => {
                 let error = ProxyError::NoRoute { host: normalize_host(host).into_owned(), path: path.to_string() };
                 return refuse(shared, error, upgrade, access);
@@ -393,6 +400,23 @@ async fn handle(shared: &Arc<Shared>, client: &Client, req: Request<Incoming>) -
     } else {
         forward::proxy(shared, &client.addr, req, &route, access).await
     }
+}
+
+/// Answers a request on a route that redirects plain HTTP to HTTPS (WebSocket handshakes included):
+/// counted in `http_requests_total` with status 308.
+fn redirected(
+    shared: &Shared,
+    route: &Route,
+    location: http::HeaderValue,
+    access: Option<Box<access::Request>>,
+) -> Response<ProxyBody> {
+    debug!(route = %route.id, "redirected to https");
+    let response = redirect::response(location);
+    shared.metrics.http_requests_total.with_label_values(&[&*route.id, response.status().as_str()]).inc();
+    if let Some(access) = access {
+        access::answered(&access, response.status().as_u16(), Some(route), None, access::Bytes::default());
+    }
+    response
 }
 
 /// Answers a request refused before it has a route (a bad Host, no matching route); counted with the

@@ -157,6 +157,10 @@ pub struct Policy {
     #[serde(with = "duration_secs")]
     pub idle_timeout: Duration,
     pub load_balancing: LoadBalancing,
+    /// Answer plain-HTTP requests (WebSocket handshakes included) with 308 to `https://` when the
+    /// HTTPS listener is on. Set only when the route's object has a usable certificate for its host.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub https_redirect: bool,
 }
 
 impl Default for Policy {
@@ -165,6 +169,7 @@ impl Default for Policy {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             load_balancing: LoadBalancing::default(),
+            https_redirect: false,
         }
     }
 }

@@ -10,6 +10,8 @@ identity come from the POD_NAMESPACE and POD_NAME environment variables (downwar
 - {{ printf "--http-addr=0.0.0.0:%s" (include "wsgate.httpPort" .) | quote }}
 {{- if .Values.tls.enabled }}
 - {{ printf "--https-addr=0.0.0.0:%s" (include "wsgate.httpsPort" .) | quote }}
+{{- /* Redirects to https:// name the port clients reach, the Service's, not the container's. */}}
+- {{ printf "--https-redirect-port=%d" (int .Values.service.ports.https) | quote }}
 {{- end }}
 - {{ printf "--admin-addr=0.0.0.0:%s" (include "wsgate.adminPort" .) | quote }}
 - {{ printf "--ingress-class=%s" .Values.ingressClass.name | quote }}

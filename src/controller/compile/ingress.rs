@@ -6,6 +6,7 @@
 //!     http.paths[j].pathType, path  ─► Exact | Prefix (ImplementationSpecific is treated as Prefix)
 //!     http.paths[j].backend.service ─► one backend, weight 1, default policy
 //!   spec.tls[t].secretName, hosts   ─► a TLS request (see `tls.rs`); empty hosts: every rule's host
+//!   wsgate.dev/ssl-redirect: "true" ─► plain HTTP answered with 308 to https:// (hosts with a certificate)
 //! ```
 //!
 //! Which Ingresses are ours is decided by [`ClassSelector`]. A faulty path, rule host or backend drops
@@ -26,6 +27,8 @@ use crate::routes::{Backend, HostMatch, PathMatch, Policy, Route, Source, Source
 
 /// Legacy annotation naming an Ingress's class, from before `spec.ingressClassName`.
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// Annotation asking for plain-HTTP requests to be redirected to HTTPS: `"true"` or `"false"`.
+pub(super) const SSL_REDIRECT_ANNOTATION: &str = "wsgate.dev/ssl-redirect";
 /// Annotation marking an IngressClass as the cluster default.
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 
@@ -150,7 +153,25 @@ pub(super) fn compile_ingress(
         }
     }
     claimant.tls = tls_requests(&mut report, spec);
+    claimant.https_redirect = ssl_redirect(&mut report, ingress);
     claimant
+}
+
+/// Reads the `wsgate.dev/ssl-redirect` annotation: `"true"` asks for the redirect (the field is
+/// returned); `"false"` or no annotation: none; any other value is reported and treated as `"false"`.
+fn ssl_redirect(report: &mut ObjectReport<'_, '_>, ingress: &Ingress) -> Option<String> {
+    let value = ingress.metadata.annotations.as_ref()?.get(SSL_REDIRECT_ANNOTATION)?;
+    let field = format!("metadata.annotations[{SSL_REDIRECT_ANNOTATION:?}]");
+    match value.as_str() {
+        "true" => Some(field),
+        "false" => None,
+        other => {
+            let message =
+                format!("{SSL_REDIRECT_ANNOTATION} must be \"true\" or \"false\", not {other:?}; treated as \"false\"");
+            report.warning(Reason::Invalid, field, message);
+            None
+        }
+    }
 }
 
 /// Reads `spec.tls`. An entry without hosts covers the hosts of every rule, as other controllers do

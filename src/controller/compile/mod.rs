@@ -87,7 +87,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
 
     let outcomes = claim(&claimants, &mut diagnostics);
     warn_no_ready_endpoints(&claimants, &outcomes, &mut diagnostics);
-    let (tls, tls_problems) = tls::assign(&claimants, &snapshot.secrets, &mut diagnostics);
+    let (tls, (tls_problems, usable_hosts)) = tls::assign(&claimants, &snapshot.secrets, &mut diagnostics);
+    warn_redirect_without_certificate(&claimants, &usable_hosts, &mut diagnostics);
 
     let mut websocket_routes = BTreeMap::new();
     for ((claimant, outcome), tls_problems) in claimants.iter().zip(&outcomes).zip(&tls_problems) {
@@ -99,8 +100,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
 
     let mut routes = Vec::new();
     let mut default_backend = None;
-    for (claimant, outcome) in claimants.iter().zip(&outcomes) {
-        routes.extend(outcome.served.iter().map(|&i| claimant.routes[i].route.clone()));
+    for ((claimant, outcome), usable_hosts) in claimants.iter().zip(&outcomes).zip(&usable_hosts) {
+        routes.extend(outcome.served.iter().map(|&i| {
+            let mut route = claimant.routes[i].route.clone();
+            route.policy.https_redirect = claimant.https_redirect.is_some() && usable_hosts.contains(&route.host);
+            route
+        }));
         if outcome.serves_default_backend {
             default_backend = claimant.default_backend.as_ref().map(|c| c.route.clone());
         }
@@ -111,6 +116,29 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     Compiled {
         table: RouteTable::new(routes, default_backend).with_tls(tls),
         report: Report { diagnostics, websocket_routes, ingresses },
+    }
+}
+
+/// An object that asks for the HTTPS redirect but has no usable certificate for any of its hosts is
+/// told so: its routes stay on plain HTTP (a redirect to a host without a certificate would fail).
+fn warn_redirect_without_certificate(
+    claimants: &[Claimant],
+    usable_hosts: &[Vec<HostMatch>],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for (claimant, usable) in claimants.iter().zip(usable_hosts) {
+        let Some(field) = &claimant.https_redirect else { continue };
+        if usable.is_empty() {
+            diagnostics.push(Diagnostic {
+                object: claimant.object.clone(),
+                severity: Severity::Warning,
+                reason: Reason::InvalidCertificateRef,
+                field: field.clone(),
+                message: "the HTTPS redirect needs a usable TLS certificate for the route's hosts; none is \
+                          served, so requests stay on plain HTTP"
+                    .to_string(),
+            });
+        }
     }
 }
 
@@ -154,6 +182,8 @@ struct Claimant {
     route_findings: Option<websocketroute::Findings>,
     /// Certificates the object asks to serve.
     tls: Vec<tls::TlsRequest>,
+    /// The field asking for plain HTTP to be redirected to HTTPS, when the object asks for it.
+    https_redirect: Option<String>,
 }
 
 impl Claimant {
@@ -167,6 +197,7 @@ impl Claimant {
             default_backend: None,
             route_findings: None,
             tls: Vec::new(),
+            https_redirect: None,
         }
     }
 }

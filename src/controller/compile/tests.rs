@@ -93,10 +93,11 @@ impl GoldenRoute {
                 })
                 .collect(),
             policy: format!(
-                "handshake {}, idle {}, {:?}",
+                "handshake {}, idle {}, {:?}{}",
                 format_duration(policy.handshake_timeout),
                 format_duration(policy.idle_timeout),
-                policy.load_balancing
+                policy.load_balancing,
+                if policy.https_redirect { ", https redirect" } else { "" }
             ),
         }
     }

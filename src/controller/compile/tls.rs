@@ -63,13 +63,17 @@ impl<'s> SecretIndex<'s> {
     }
 }
 
+/// Per claimant: the problems with its Secrets, and the hosts it asked a usable certificate for.
+type Findings = (Vec<Vec<(Reason, String)>>, Vec<Vec<HostMatch>>);
+
 /// Resolves every claimant's TLS requests. Claimants come oldest first. Returns the SNI table and, per
-/// claimant, the problems with its Secrets (for the ResolvedRefs condition of WebSocketRoutes).
+/// claimant, the problems with its Secrets (for the ResolvedRefs condition of WebSocketRoutes) and the
+/// hosts it asked a usable certificate for (whichever object's certificate ends up served for them).
 pub(super) fn assign(
     claimants: &[Claimant],
     secrets: &[Secret],
     diagnostics: &mut Vec<Diagnostic>,
-) -> (TlsTable, Vec<Vec<(Reason, String)>>) {
+) -> (TlsTable, Findings) {
     let index = SecretIndex::new(secrets);
     let provider = rustls::crypto::ring::default_provider();
     let mut checked: HashMap<String, Result<Arc<Certificate>, String>> = HashMap::new();
@@ -77,6 +81,7 @@ pub(super) fn assign(
     let mut owners: HashMap<HostMatch, (usize, Arc<str>, String)> = HashMap::new();
     let mut table = TlsTable::default();
     let mut problems = vec![Vec::new(); claimants.len()];
+    let mut usable: Vec<Vec<HostMatch>> = vec![Vec::new(); claimants.len()];
 
     for (at, claimant) in claimants.iter().enumerate() {
         let object = &claimant.object;
@@ -103,6 +108,7 @@ pub(super) fn assign(
                     continue;
                 }
             };
+            usable[at].extend(request.hosts.iter().map(|(host, _)| host.clone()));
             for (host, field) in &request.hosts {
                 match owners.get(host) {
                     None => {
@@ -140,7 +146,7 @@ pub(super) fn assign(
             }
         }
     }
-    (table, problems)
+    (table, (problems, usable))
 }
 
 /// Reads one value of a Secret: `stringData` wins over `data`, as the API server merges them.

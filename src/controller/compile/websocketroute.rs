@@ -5,6 +5,7 @@
 //!   spec.backends[b]  ─► weighted backends (weight default 1, at most 1000000)
 //!   spec.timeouts, spec.loadBalancing ─► Policy
 //!   spec.tls.secretName ─► a TLS request for the hostnames (a bad Secret: ResolvedRefs=False)
+//!   spec.tls.redirect   ─► plain HTTP answered with 308 to https:// (hostnames with a usable certificate)
 //! ```
 //!
 //! Any invalid field makes the whole route unserved (Accepted=False, reason Invalid); backends are
@@ -125,7 +126,7 @@ pub(super) fn compile_route(
         LoadBalancingPolicy::LeastConnections => LoadBalancing::LeastConnections,
         LoadBalancingPolicy::RoundRobin => LoadBalancing::RoundRobin,
     };
-    let policy = Policy { handshake_timeout, idle_timeout, load_balancing };
+    let policy = Policy { handshake_timeout, idle_timeout, load_balancing, https_redirect: false };
 
     if let Some(tls) = &spec.tls {
         let field = "spec.tls.secretName".to_string();
@@ -140,6 +141,9 @@ pub(super) fn compile_route(
             report.warning(Reason::Invalid, "spec.tls".to_string(), message);
         } else {
             claimant.tls.push(TlsRequest { secret: tls.secret_name.clone(), field, hosts: tls_hosts });
+            if tls.redirect {
+                claimant.https_redirect = Some("spec.tls.redirect".to_string());
+            }
         }
     }
 
