@@ -5,8 +5,10 @@
 //!   client ◄──try_write── scratch ◄──read── backend                   (downstream half)
 //!            └─ only when the destination is full: the remainder is copied into `pending`,
 //!               and that half stops reading until it drains (backpressure)
-//!   EOF on one side ─► what either half still holds is written out, then the tunnel ends and
-//!                      dropping the sockets closes both (no half-close, as in nginx)
+//!   EOF on one side ─► no more relaying; what either half still holds is written out, then:
+//!      nothing sent to the other side lately ─► the tunnel ends; dropping the sockets closes both
+//!      bytes sent to it lately ─► FIN to both, read and discard the other side's input until it
+//!                                 closes (at most 5 s / 1 MiB), then the tunnel ends (lingering close)
 //!   no byte either way for `idle_timeout` ─► both sockets closed
 //! ```
 //!
@@ -21,7 +23,11 @@
 //! other side could still send has a reader. Closing both at once (nginx does the same) saves a
 //! `shutdown` and a second `recv` per WebSocket, about a tenth of the syscalls of a short-lived one. A
 //! peer that half-closes and then keeps reading (not something a WebSocket endpoint does) gets the EOF
-//! of the whole connection instead.
+//! of the whole connection instead. One care is taken: a socket closed while the peer's input is unread,
+//! or that receives input after it was closed, answers with a reset, and a reset drops what the kernel
+//! still had to send that peer. So when bytes went to the side still open lately (a Close frame, a last
+//! message), the tunnel sends its FIN after them and waits for that side to close (a lingering close, as
+//! for HTTP in RFC 9112 §9.6); when nothing did, it closes at once.
 //!
 //! Byte counts are kept locally and flushed to the Prometheus counters every [`FLUSH_BYTES`], at most
 //! [`FLUSH_INTERVAL`] after the first unflushed byte, and when the tunnel ends. Reads that empty the
@@ -218,10 +224,27 @@ pub struct Tunnel {
     /// The timer has been polled since it last fired, so it holds this task's waker and will wake it:
     /// until it fires (`is_elapsed`) there is no need to poll it again.
     timer_armed: bool,
-    /// One side reached EOF (which one: the tunnel's end): no more reads, only what is pending gets
-    /// written before the tunnel ends.
-    closing: Option<End>,
+    /// Each half's byte total at the latest tick: a half whose total moved since wrote to its
+    /// destination lately, so that peer may not have received everything yet when the tunnel closes.
+    totals_at_tick: (u64, u64),
+    /// One side reached EOF: how far the close has come.
+    closing: Option<Closing>,
 }
+
+/// The close after the first EOF.
+#[derive(Debug, Clone, Copy)]
+enum Closing {
+    /// No more reads; what either half holds is being written out.
+    Flushing(End),
+    /// The peer still open was sent bytes lately: it got our FIN after them, and its input is read and
+    /// discarded until it closes too (at most [`LINGER`] and [`LINGER_BYTES`]).
+    Lingering { end: End, discarded: usize },
+}
+
+/// Longest a closing tunnel waits for the peer still open to close.
+const LINGER: Duration = Duration::from_secs(5);
+/// Most bytes a closing tunnel reads and discards from the peer still open.
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// The two sockets of a tunnel and what hyper had read past the handshake on each.
 #[derive(Debug)]
@@ -245,6 +268,7 @@ impl Tunnel {
             quiet_since: now,
             moved: false,
             closing: None,
+            totals_at_tick: (0, 0),
             timer_armed: false,
             timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         };
@@ -283,6 +307,84 @@ impl Tunnel {
         self.upstream.meter.flush();
         self.downstream.meter.flush();
     }
+
+    /// The side that did not reach EOF.
+    fn open_side(&self, end: End) -> &TcpStream {
+        match end {
+            End::ClientClosed => &self.backend,
+            _ => &self.client,
+        }
+    }
+
+    /// Whether bytes went toward the side still open since the latest tick (at most a check period
+    /// ago): then some may still sit in our send queue, and closing with input unread would reset the
+    /// connection and drop them.
+    fn wrote_lately_to_the_open_side(&self, end: End) -> bool {
+        match end {
+            End::ClientClosed => self.upstream.meter.total != self.totals_at_tick.0,
+            _ => self.downstream.meter.total != self.totals_at_tick.1,
+        }
+    }
+
+    /// Reads and drops what the side still open has already sent, if its readiness says there is any
+    /// (no syscall otherwise): a socket closed with unread input sends a reset instead of a FIN.
+    fn discard_readable(&self, end: End) {
+        let open = self.open_side(end);
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            for _ in 0..16 {
+                match read_draining(open, &mut scratch) {
+                    Ok(n) if n > 0 => continue,
+                    _ => break,
+                }
+            }
+        });
+    }
+
+    /// After our FIN to the side still open: reads and discards its input until it closes, errs, or
+    /// the linger limits are reached; then the tunnel ends with `end`.
+    fn poll_linger(&mut self, end: End, cx: &mut Context<'_>) -> Poll<io::Result<End>> {
+        let mut discarded = match self.closing {
+            Some(Closing::Lingering { discarded, .. }) => discarded,
+            _ => 0,
+        };
+        let open = match end {
+            End::ClientClosed => &self.backend,
+            _ => &self.client,
+        };
+        let finished = SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            loop {
+                match open.poll_read_ready(cx) {
+                    Poll::Pending => return false,
+                    Poll::Ready(Err(_)) => return true,
+                    Poll::Ready(Ok(())) => {}
+                }
+                match read_draining(open, &mut scratch) {
+                    Ok(0) => return true,
+                    Ok(n) => {
+                        discarded += n;
+                        if discarded >= LINGER_BYTES {
+                            return true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return true,
+                }
+            }
+        });
+        self.closing = Some(Closing::Lingering { end, discarded });
+        if finished {
+            return Poll::Ready(Ok(end));
+        }
+        if !self.timer_armed || self.timer.is_elapsed() {
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(end));
+            }
+            self.timer_armed = true;
+        }
+        Poll::Pending
+    }
 }
 
 impl Future for Tunnel {
@@ -305,16 +407,29 @@ impl Future for Tunnel {
             });
             match ended {
                 Err(e) => return Poll::Ready(Err(e)),
-                Ok(end) => this.closing = end,
+                Ok(end) => this.closing = end.map(Closing::Flushing),
             }
         }
-        if let Some(end) = this.closing {
+        if let Some(Closing::Flushing(end)) = this.closing {
             // The first EOF ends the tunnel; bytes the other direction already read are written first.
             let up = this.upstream.poll_flush(&this.backend, cx)?;
             let down = this.downstream.poll_flush(&this.client, cx)?;
             if up.is_ready() && down.is_ready() {
-                return Poll::Ready(Ok(end));
+                if !this.wrote_lately_to_the_open_side(end) {
+                    this.discard_readable(end);
+                    return Poll::Ready(Ok(end));
+                }
+                // Our FIN goes out to both after the bytes still queued for them (the side that closed
+                // sees its EOF now, not at the end of the linger).
+                let _ = SockRef::from(&this.client).shutdown(std::net::Shutdown::Write);
+                let _ = SockRef::from(&this.backend).shutdown(std::net::Shutdown::Write);
+                this.closing = Some(Closing::Lingering { end, discarded: 0 });
+                this.timer.as_mut().reset(Instant::now() + LINGER);
+                this.timer_armed = false;
             }
+        }
+        if let Some(Closing::Lingering { end, .. }) = this.closing {
+            return this.poll_linger(end, cx);
         }
         if this.upstream.meter.total + this.downstream.meter.total != before {
             this.note_moved();
@@ -325,6 +440,7 @@ impl Future for Tunnel {
             while this.timer.as_mut().poll(cx).is_ready() {
                 let now = Instant::now();
                 this.flush();
+                this.totals_at_tick = (this.upstream.meter.total, this.downstream.meter.total);
                 if std::mem::take(&mut this.moved) {
                     this.quiet_since = now;
                 } else if this.quiet_since + this.idle_timeout <= now {
@@ -396,6 +512,8 @@ mod tests {
         let mut rest = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await.unwrap().unwrap();
         assert!(rest.is_empty(), "{rest:?}");
+        // The backend was sent bytes lately, so the tunnel waits for it to close (a lingering close).
+        drop(backend);
         let (end, totals) = tokio::time::timeout(Duration::from_secs(5), relay).await.unwrap().unwrap();
         assert_eq!(end, End::ClientClosed);
         assert_eq!(totals, (10, 5));
@@ -413,8 +531,39 @@ mod tests {
         let mut got = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got)).await.unwrap().unwrap();
         assert_eq!(got.len(), last.len());
+        drop(client);
         let end = tokio::time::timeout(Duration::from_secs(5), relay).await.unwrap().unwrap();
         assert_eq!(end.unwrap(), End::BackendClosed);
+    }
+
+    #[tokio::test]
+    async fn a_client_still_sending_does_not_reset_the_last_bytes_it_is_owed() {
+        let (mut client, mut backend, tunnel) = tunnel(Duration::from_secs(60), b"").await;
+        let relay = tokio::spawn(tunnel);
+        // A polite backend: its last message, then its FIN, then it reads until the other side closes.
+        let last: Vec<u8> = (0..16 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+        let sent = last.clone();
+        let server = tokio::spawn(async move {
+            backend.write_all(&sent).await.unwrap();
+            backend.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            let _ = backend.read_to_end(&mut rest).await;
+        });
+        // The client reads most of the message; the tunnel has long seen the backend's EOF and holds the
+        // tail in its send queue. Then the client, not yet aware, sends something: a tunnel that closed
+        // with that unread (or closed before it came) would answer with a reset and drop the tail.
+        let mut got = vec![0u8; last.len() - 1024 * 1024];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got)).await.unwrap().unwrap();
+        client.write_all(b"still talking").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut tail = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut tail)).await.unwrap().unwrap();
+        got.extend_from_slice(&tail);
+        assert!(got == last, "{} of {} bytes, in order", got.len(), last.len());
+        drop(client);
+        let end = tokio::time::timeout(Duration::from_secs(5), relay).await.unwrap().unwrap();
+        assert_eq!(end.unwrap(), End::BackendClosed);
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
     }
 
     #[tokio::test]
