@@ -10,8 +10,10 @@
 //!               and that half stops reading until it drains (backpressure); each half flushes
 //!               its destination after writing (rustls may hold encrypted records until then)
 //!   EOF on one side ─► what either half still holds is written out, shutdown(write) on the other
-//!                      side (close_notify + FIN for TLS), and the relay ends: Closed (the first EOF
-//!                      ends it, as in the plain tunnel; see `tunnel` for why)
+//!                      side (close_notify + FIN for TLS), its input read and discarded until it
+//!                      closes too (at most 5 s / 1 MiB: a lingering close, see `tunnel` for why),
+//!                      and the relay ends (the first EOF ends it, as in the plain tunnel); a TLS
+//!                      client that closes TCP without close_notify counts as an EOF
 //!   no byte either way for `idle_timeout` ─► IdleTimeout
 //! ```
 //!
@@ -74,6 +76,7 @@ where
         timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         timer_armed: false,
         closing: None,
+        lingering: None,
     };
     relay.await
 }
@@ -139,7 +142,16 @@ impl<'m> Half<'m> {
                 return Poll::Ready(Ok(()));
             }
             let mut buf = ReadBuf::new(scratch);
-            ready!(Pin::new(&mut *src).poll_read(cx, &mut buf))?;
+            match ready!(Pin::new(&mut *src).poll_read(cx, &mut buf)) {
+                Ok(()) => {}
+                // why: rustls reports a peer that closed TCP without close_notify this way; for a relay
+                // that is the end of that side's input like any other EOF (the bytes before it are good).
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.eof = true;
+                    continue;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
             let n = buf.filled().len();
             if n == 0 {
                 self.eof = true;
@@ -181,7 +193,15 @@ struct Relay<'m, C, B> {
     timer_armed: bool,
     /// One side reached EOF: no more reads; pending bytes are written, then the other side is shut down.
     closing: Option<Eof>,
+    /// After the close: bytes of the side still open read and discarded while waiting for it to close
+    /// (see `poll_linger`).
+    lingering: Option<usize>,
 }
+
+/// Longest a closing relay waits for the side still open to close, after its FIN (or close_notify).
+const LINGER: Duration = Duration::from_secs(5);
+/// Most bytes a closing relay reads and discards from the side still open.
+const LINGER_BYTES: usize = 1024 * 1024;
 
 impl<C, B> Relay<'_, C, B>
 where
@@ -239,6 +259,50 @@ where
     }
 }
 
+impl<C, B> Relay<'_, C, B>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Reads and discards the input of the side opposite `eof` until it closes, errs, or the linger
+    /// limits ([`LINGER`], [`LINGER_BYTES`]) are reached.
+    fn poll_linger(&mut self, eof: Eof, cx: &mut Context<'_>) -> Poll<()> {
+        let mut discarded = self.lingering.unwrap_or(0);
+        let finished = SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            loop {
+                let mut buf = ReadBuf::new(&mut scratch);
+                let read = match eof {
+                    Eof::Client => Pin::new(&mut self.backend).poll_read(cx, &mut buf),
+                    Eof::Backend => Pin::new(&mut self.client).poll_read(cx, &mut buf),
+                };
+                match read {
+                    Poll::Pending => return false,
+                    Poll::Ready(Err(_)) => return true,
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => return true,
+                    Poll::Ready(Ok(())) => {
+                        discarded += buf.filled().len();
+                        if discarded >= LINGER_BYTES {
+                            return true;
+                        }
+                    }
+                }
+            }
+        });
+        self.lingering = Some(discarded);
+        if finished {
+            return Poll::Ready(());
+        }
+        if !self.timer_armed || self.timer.is_elapsed() {
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            self.timer_armed = true;
+        }
+        Poll::Pending
+    }
+}
+
 impl<C, B> Future for Relay<'_, C, B>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -255,12 +319,23 @@ where
             this.closing = Some(eof);
         }
         if let Some(eof) = this.closing
+            && this.lingering.is_none()
             && this.poll_close(eof, cx)?.is_ready()
         {
-            return Poll::Ready(Ok(match eof {
+            // Closing now with the other side's input unread (or arriving later) would answer with a
+            // reset, dropping what the kernel still has to send it: wait for that side to close.
+            this.lingering = Some(0);
+            this.timer.as_mut().reset(Instant::now() + LINGER);
+            this.timer_armed = false;
+        }
+        if let Some(eof) = this.closing
+            && this.lingering.is_some()
+        {
+            let end = match eof {
                 Eof::Client => End::ClientClosed,
                 Eof::Backend => End::BackendClosed,
-            }));
+            };
+            return this.poll_linger(eof, cx).map(|()| Ok(end));
         }
         if this.total() != before {
             this.note_moved();
@@ -329,14 +404,58 @@ mod tests {
         let mut got = Vec::new();
         backend.read_to_end(&mut got).await.expect("read");
         assert_eq!(got, b"hello", "the backend sees the client's EOF after its data");
-        // The backend keeps its side open; the relay ends anyway and the client sees EOF.
+        // The relay waits for the backend to close too (a lingering close), then ends.
+        drop(backend);
         let (end, up, down) = tokio::time::timeout(Duration::from_secs(5), relay).await.expect("ends").expect("task");
         assert_eq!(end, End::ClientClosed);
         assert_eq!((up, down), (5, 10));
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.expect("read");
         assert!(rest.is_empty(), "{rest:?}");
+    }
+
+    /// A TLS client as rustls reports one that closed TCP without close_notify: some bytes, then
+    /// `UnexpectedEof`. Writes go nowhere.
+    struct Truncated(Option<&'static [u8]>);
+
+    impl AsyncRead for Truncated {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            match self.0.take() {
+                Some(bytes) => {
+                    buf.put_slice(bytes);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+            }
+        }
+    }
+
+    impl AsyncWrite for Truncated {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tls_client_gone_without_close_notify_is_an_eof_not_an_error() {
+        let (backend_near, mut backend) = tokio::io::duplex(64);
+        let relay = tokio::spawn(async move {
+            let (mut up, mut down) = (meter(), meter());
+            let client = Truncated(Some(b"last words"));
+            relay(client, backend_near, Bytes::new(), Duration::from_secs(60), &mut up, &mut down).await
+        });
+        let mut got = Vec::new();
+        backend.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, b"last words", "the bytes before the truncation are delivered, then EOF");
         drop(backend);
+        let end = tokio::time::timeout(Duration::from_secs(5), relay).await.expect("ends").expect("task");
+        assert_eq!(end.expect("no I/O error"), End::ClientClosed);
     }
 
     #[tokio::test]
@@ -387,6 +506,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got)).await.expect("EOF").expect("read");
         assert!(got == last, "{} of {} bytes, in order", got.len(), last.len());
         writer.await.expect("writer");
+        drop(client);
         let end = tokio::time::timeout(Duration::from_secs(5), relay).await.expect("ends").expect("task");
         assert_eq!(end.expect("no I/O error"), End::BackendClosed);
         assert_eq!(counter.get(), last.len() as u64, "every relayed byte reaches the metric");
