@@ -201,13 +201,13 @@ fn tls_requests(
                 continue;
             }
             match parse_hostname(&host.to_ascii_lowercase()) {
-                Ok(host) => {
-                    if !rule_hosts.contains(&host) {
-                        let message = format!("{host} is not the host of any rule of this Ingress");
-                        report.warning(Reason::Invalid, host_field.clone(), message);
-                    }
-                    hosts.push((host, host_field));
+                Ok(host) if !served_by_rules(&host, &rule_hosts) => {
+                    // why not served: the certificate of a host belongs to whoever routes it; otherwise
+                    // any Ingress could take over the TLS of another namespace's host with a tls entry.
+                    let message = format!("{host} is not the host of any rule of this Ingress; not served");
+                    report.warning(Reason::Invalid, host_field, message);
                 }
+                Ok(host) => hosts.push((host, host_field)),
                 Err(message) => report.warning(Reason::Invalid, host_field, format!("{message}; ignored")),
             }
         }
@@ -219,16 +219,32 @@ fn tls_requests(
             report.warning(Reason::InvalidCertificateRef, format!("{field}.secretName"), message);
             continue;
         };
-        if hosts.is_empty() {
+        if hosts.is_empty() && tls.hosts.as_ref().is_none_or(Vec::is_empty) {
             let message = "no hosts, and no rule has a host: a certificate is chosen by SNI name, so this one \
                            is never served"
                 .to_string();
             report.warning(Reason::Invalid, format!("{field}.hosts"), message);
             continue;
         }
+        // Hosts given but none served (each reported above): the Secret is still checked, so its
+        // problems are reported too.
         requests.push(TlsRequest { secret: secret.to_string(), field: format!("{field}.secretName"), hosts });
     }
     requests
+}
+
+/// Whether a `spec.tls` host is one this Ingress routes: a rule with that host, a wildcard rule that
+/// covers it (`*.example.com` covers `chat.example.com`), or a rule without a host.
+fn served_by_rules(host: &HostMatch, rule_hosts: &[HostMatch]) -> bool {
+    rule_hosts.iter().any(|rule| match (rule, host) {
+        (HostMatch::Any, _) => true,
+        (rule, host) if rule == host => true,
+        (HostMatch::Wildcard(suffix), HostMatch::Exact(name)) => name
+            .strip_suffix(suffix.as_str())
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        _ => false,
+    })
 }
 
 /// Reads `pathType` and `path` of `spec.rules[i].http.paths[j]` (named by `field`).
