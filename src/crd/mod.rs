@@ -51,9 +51,9 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancing: Option<LoadBalancingSpec>,
 
-    /// TLS termination on the HTTPS listener for `hostnames` (which must then be set: the certificate
-    /// is chosen by the SNI name the client sends). The route is still served over plain HTTP too,
-    /// unless `redirect` is set.
+    /// TLS termination on the HTTPS listener for `hostnames`: the certificate is chosen by the SNI name
+    /// the client sends, so without `hostnames` this is ignored (with a warning). The route is still
+    /// served over plain HTTP too, unless `redirect` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RouteTls>,
 }
