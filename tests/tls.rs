@@ -7,69 +7,22 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use wsgate::controller::compile::CompileOptions;
 use wsgate::server::{self, ServerConfig, Source};
 
+use support::ca::{Ca, Issued};
 use support::{Folder, echo, echo_server, eventually, sample, within};
-
-/// A test certificate authority; every server certificate of a test is signed by it.
-struct Ca {
-    der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A server certificate and its key, as PEM, plus the leaf's DER to compare with what a client sees.
-struct Issued {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = KeyPair::generate().expect("P-256 key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, "wsgate test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Ca { der: cert.der().clone(), issuer: Issuer::new(params, key) }
-    }
-
-    fn issue(&self, names: &[&str]) -> Issued {
-        let key = KeyPair::generate().expect("P-256 key");
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("names");
-        let cert = params.signed_by(&key, &self.issuer).expect("server certificate");
-        Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec() }
-    }
-
-    fn connector(&self) -> TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).expect("CA certificate is valid");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        TlsConnector::from(Arc::new(config))
-    }
-}
 
 /// A kubernetes.io/tls Secret manifest, written with `data` (base64) or `stringData`.
 fn secret_yaml(name: &str, issued: &Issued, string_data: bool) -> String {
@@ -338,7 +291,7 @@ async fn a_broken_secret_is_reported_and_everything_else_keeps_working() {
         ),
     );
     // The key of another certificate.
-    let mismatched = Issued { cert_pem: stranger.cert_pem.clone(), key_pem: good.key_pem.clone(), der: Vec::new() };
+    let mismatched = Issued { key_pem: good.key_pem.clone(), ..stranger };
     folder.write(
         "bad.yaml",
         &format!(

@@ -6,6 +6,9 @@
 //! namespace that holds the backends, and create and delete their own namespaces). The tests here run
 //! wsgate as the cluster's admin; `chart` applies the Helm chart and runs wsgate with exactly its RBAC.
 
+#[allow(dead_code)]
+#[path = "../support/ca.rs"]
+mod ca;
 mod chart;
 mod harness;
 mod tls;

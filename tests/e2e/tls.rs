@@ -8,22 +8,20 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use wsgate::crd::WebSocketRoute;
 
+use crate::ca::{Ca, Issued};
 use crate::harness::{self, Wsgate, eventually, object, within};
 use crate::{Fixture, LIVE, PORT, conditions, ready, service, slice};
 
@@ -34,54 +32,12 @@ const WS_HOST: &str = "ws.tls.e2e.example";
 /// Named by an Ingress whose Secret is Opaque: wsgate must never see that Secret.
 const OPAQUE_HOST: &str = "opaque.tls.e2e.example";
 
-/// A test certificate authority.
-struct Ca {
-    der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
+/// TLS connections for the test CA.
+trait Connect {
+    async fn connect(&self, addr: SocketAddr, sni: &str) -> std::io::Result<TlsStream<TcpStream>>;
 }
 
-/// A certificate for some names, valid until `not_after` (Unix seconds), as PEM plus the leaf's DER.
-struct Issued {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-    not_after: i64,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = KeyPair::generate().expect("P-256 key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, "wsgate e2e CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Ca { der: cert.der().clone(), issuer: Issuer::new(params, key) }
-    }
-
-    fn issue(&self, names: &[&str], year: i32) -> Issued {
-        let key = KeyPair::generate().expect("P-256 key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("names");
-        params.not_after = rcgen::date_time_ymd(year, 1, 1);
-        let not_after = params.not_after.unix_timestamp();
-        let cert = params.signed_by(&key, &self.issuer).expect("server certificate");
-        Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec(), not_after }
-    }
-
-    fn connector(&self) -> TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).expect("CA certificate is valid");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        TlsConnector::from(Arc::new(config))
-    }
-
+impl Connect for Ca {
     /// A TLS connection to `addr` with SNI `sni`, verified against this CA.
     async fn connect(&self, addr: SocketAddr, sni: &str) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = within("connect", TcpStream::connect(addr)).await?;
@@ -189,13 +145,13 @@ async fn certificates_from_secrets_are_served_rotated_and_withdrawn_through_the_
     f.create(&service("chat")).await;
     f.create(&slice("chat", &[(pod.addr, true)])).await;
     let ca = Ca::new();
-    let first = ca.issue(&[WEB_HOST, WS_HOST], 2031);
-    let second = ca.issue(&[WEB_HOST, WS_HOST], 2032);
+    let first = ca.issue_until(&[WEB_HOST, WS_HOST], 2031);
+    let second = ca.issue_until(&[WEB_HOST, WS_HOST], 2032);
     let ns = f.ns.name.clone();
     let secret_id = format!("{ns}/web-tls");
     f.create(&secret("web-tls", "kubernetes.io/tls", &first)).await;
     // A perfectly good certificate, in a Secret of another type: the field selector keeps it out.
-    f.create(&secret("opaque-tls", "Opaque", &ca.issue(&[OPAQUE_HOST], 2031))).await;
+    f.create(&secret("opaque-tls", "Opaque", &ca.issue_until(&[OPAQUE_HOST], 2031))).await;
     f.create(&tls_ingress("web", WEB_HOST, "web-tls")).await;
     f.create(&tls_ingress("opaque", OPAQUE_HOST, "opaque-tls")).await;
     f.create(&tls_route("ws", WS_HOST, "web-tls")).await;

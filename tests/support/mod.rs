@@ -2,6 +2,7 @@
 //! and small raw-socket / HTTP / WebSocket client helpers. Every wait is bounded by [`WAIT`].
 #![allow(dead_code)]
 
+pub mod ca;
 pub mod echo;
 
 use std::future::Future;
