@@ -35,9 +35,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
 
-use super::tunnel::{End, FLUSH_INTERVAL, Meter};
+use super::tunnel::{End, IdleClock, LINGER, LINGER_BYTES, Meter};
 
 /// Size of the per-thread scratch buffer one read fills: one TLS record's plaintext at most.
 const SCRATCH_LEN: usize = 16 * 1024;
@@ -64,17 +63,12 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let now = Instant::now();
     let relay = Relay {
         client,
         backend,
         upstream: Half::new(Bytes::new(), upstream),
         downstream: Half::new(backend_buffered, downstream),
-        idle_timeout,
-        quiet_since: now,
-        moved: false,
-        timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
-        timer_armed: false,
+        clock: IdleClock::new(idle_timeout),
         closing: None,
         lingering: None,
     };
@@ -176,21 +170,14 @@ impl<'m> Half<'m> {
     }
 }
 
-/// A running relay. The idle timer works as the plain tunnel's does: no clock read per message, a
-/// silent relay ends after `idle_timeout` plus at most an eighth of it, never before.
+/// A running relay, with the plain tunnel's [`IdleClock`]: no clock read per message, a silent relay
+/// ends after `idle_timeout` plus at most an eighth of it, never before.
 struct Relay<'m, C, B> {
     client: C,
     backend: B,
     upstream: Half<'m>,
     downstream: Half<'m>,
-    idle_timeout: Duration,
-    /// Start of the current silence: no later than the last byte moved before the latest tick.
-    quiet_since: Instant,
-    /// Bytes moved since the latest tick.
-    moved: bool,
-    timer: Pin<Box<Sleep>>,
-    /// The timer holds this task's waker and has not fired: no need to poll it again.
-    timer_armed: bool,
+    clock: IdleClock,
     /// One side reached EOF: no more reads; pending bytes are written, then the other side is shut down.
     closing: Option<Eof>,
     /// After the close: bytes of the side still open read and discarded while waiting for it to close
@@ -198,32 +185,11 @@ struct Relay<'m, C, B> {
     lingering: Option<usize>,
 }
 
-/// Longest a closing relay waits for the side still open to close, after its FIN (or close_notify).
-const LINGER: Duration = Duration::from_secs(5);
-/// Most bytes a closing relay reads and discards from the side still open.
-const LINGER_BYTES: usize = 1024 * 1024;
-
 impl<C, B> Relay<'_, C, B>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    /// How often the timer ticks while bytes move.
-    fn check_period(&self) -> Duration {
-        (self.idle_timeout / 8).clamp(Duration::from_millis(1), FLUSH_INTERVAL)
-    }
-
-    /// Records that bytes moved; the first time after a tick, pulls the timer in to one check period.
-    fn note_moved(&mut self) {
-        if !self.moved {
-            self.moved = true;
-            let due = Instant::now() + self.check_period();
-            if due < self.timer.deadline() {
-                self.timer.as_mut().reset(due);
-            }
-        }
-    }
-
     fn total(&self) -> u64 {
         self.upstream.meter.total() + self.downstream.meter.total()
     }
@@ -293,13 +259,7 @@ where
         if finished {
             return Poll::Ready(());
         }
-        if !self.timer_armed || self.timer.is_elapsed() {
-            if self.timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            self.timer_armed = true;
-        }
-        Poll::Pending
+        self.clock.poll_deadline(cx)
     }
 }
 
@@ -325,8 +285,7 @@ where
             // Closing now with the other side's input unread (or arriving later) would answer with a
             // reset, dropping what the kernel still has to send it: wait for that side to close.
             this.lingering = Some(0);
-            this.timer.as_mut().reset(Instant::now() + LINGER);
-            this.timer_armed = false;
+            this.clock.close_in(LINGER);
         }
         if let Some(eof) = this.closing
             && this.lingering.is_some()
@@ -338,22 +297,18 @@ where
             return this.poll_linger(eof, cx).map(|()| Ok(end));
         }
         if this.total() != before {
-            this.note_moved();
+            this.clock.note_moved();
         }
-        // why gated: polling an armed timer on every wake-up only re-registers the same waker.
-        if !this.timer_armed || this.timer.is_elapsed() {
-            while this.timer.as_mut().poll(cx).is_ready() {
-                let now = Instant::now();
-                this.upstream.meter.flush();
-                this.downstream.meter.flush();
-                if std::mem::take(&mut this.moved) {
-                    this.quiet_since = now;
-                } else if this.quiet_since + this.idle_timeout <= now {
-                    return Poll::Ready(Ok(End::IdleTimeout));
-                }
-                this.timer.as_mut().reset(this.quiet_since + this.idle_timeout);
-            }
-            this.timer_armed = true;
+        let (upstream, downstream) = (&mut this.upstream, &mut this.downstream);
+        if this
+            .clock
+            .poll_idle(cx, || {
+                upstream.meter.flush();
+                downstream.meter.flush();
+            })
+            .is_ready()
+        {
+            return Poll::Ready(Ok(End::IdleTimeout));
         }
         Poll::Pending
     }

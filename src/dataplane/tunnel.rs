@@ -200,21 +200,17 @@ fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// A running relay. Await it (by `&mut` to read the totals afterwards); dropping it closes both sockets
-/// and flushes the byte counters.
+/// A relay's idle timeout, kept without reading the clock per message (the plain tunnel and the TLS
+/// relay share it).
 ///
-/// The timer works without reading the clock per message: a poll that moved bytes only sets `moved`;
-/// the first such poll after a timer tick pulls the timer in to one check period away. Each tick
-/// flushes the byte counters and, if bytes moved since the previous tick, restarts the silence at
-/// "now" (never earlier than the last byte); a tick that finds `idle_timeout` of silence ends the
-/// tunnel. So a silent tunnel closes after `idle_timeout` plus at most one check period (an eighth of
-/// it), never before, and relayed bytes reach the metrics within [`FLUSH_INTERVAL`].
+/// A poll that moved bytes only calls [`note_moved`](IdleClock::note_moved), which sets a flag; the
+/// first such call after a tick pulls the timer in to one check period away. Each tick runs the
+/// caller's `on_tick` (flush counters) and, if bytes moved since the previous tick, restarts the
+/// silence at "now" (never earlier than the last byte); a tick that finds `idle_timeout` of silence
+/// ends the relay. So a silent relay closes after `idle_timeout` plus at most one check period (an
+/// eighth of it), never before, and relayed bytes reach the metrics within [`FLUSH_INTERVAL`].
 #[derive(Debug)]
-pub struct Tunnel {
-    client: TcpStream,
-    backend: TcpStream,
-    upstream: Half,
-    downstream: Half,
+pub(super) struct IdleClock {
     idle_timeout: Duration,
     /// Start of the current silence: no later than the last byte moved before the latest tick.
     quiet_since: Instant,
@@ -223,7 +219,87 @@ pub struct Tunnel {
     timer: Pin<Box<Sleep>>,
     /// The timer has been polled since it last fired, so it holds this task's waker and will wake it:
     /// until it fires (`is_elapsed`) there is no need to poll it again.
-    timer_armed: bool,
+    armed: bool,
+}
+
+impl IdleClock {
+    pub(super) fn new(idle_timeout: Duration) -> IdleClock {
+        let now = Instant::now();
+        IdleClock {
+            idle_timeout,
+            quiet_since: now,
+            moved: false,
+            timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            armed: false,
+        }
+    }
+
+    /// How often the timer ticks while bytes move.
+    fn check_period(&self) -> Duration {
+        (self.idle_timeout / 8).clamp(Duration::from_millis(1), FLUSH_INTERVAL)
+    }
+
+    /// Records that bytes moved; the first time after a tick, pulls the timer in to one check period.
+    pub(super) fn note_moved(&mut self) {
+        if !self.moved {
+            self.moved = true;
+            let due = Instant::now() + self.check_period();
+            if due < self.timer.deadline() {
+                self.timer.as_mut().reset(due);
+            }
+        }
+    }
+
+    /// Runs the ticks that are due, calling `on_tick` for each; `Ready` once `idle_timeout` passed
+    /// without a byte moved.
+    pub(super) fn poll_idle(&mut self, cx: &mut Context<'_>, mut on_tick: impl FnMut()) -> Poll<()> {
+        // why gated: polling an armed timer on every wake-up (every relayed message) only re-registers
+        // the same waker; resets keep the registered waker.
+        if self.armed && !self.timer.is_elapsed() {
+            return Poll::Pending;
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            on_tick();
+            if std::mem::take(&mut self.moved) {
+                self.quiet_since = now;
+            } else if self.quiet_since + self.idle_timeout <= now {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(self.quiet_since + self.idle_timeout);
+        }
+        self.armed = true;
+        Poll::Pending
+    }
+
+    /// Turns the clock into a plain deadline `after` from now (a lingering close's limit).
+    pub(super) fn close_in(&mut self, after: Duration) {
+        self.timer.as_mut().reset(Instant::now() + after);
+        self.armed = false;
+    }
+
+    /// `Ready` once the deadline of [`close_in`](IdleClock::close_in) passed.
+    pub(super) fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.armed || self.timer.is_elapsed() {
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            self.armed = true;
+        }
+        Poll::Pending
+    }
+}
+
+/// A running relay. Await it (by `&mut` to read the totals afterwards); dropping it closes both sockets
+/// and flushes the byte counters. Its idle timeout is an [`IdleClock`], whose ticks also flush the
+/// byte counters.
+#[derive(Debug)]
+pub struct Tunnel {
+    client: TcpStream,
+    backend: TcpStream,
+    upstream: Half,
+    downstream: Half,
+    clock: IdleClock,
     /// Each half's byte total at the latest tick: a half whose total moved since wrote to its
     /// destination lately, so that peer may not have received everything yet when the tunnel closes.
     totals_at_tick: (u64, u64),
@@ -241,10 +317,10 @@ enum Closing {
     Lingering { end: End, discarded: usize },
 }
 
-/// Longest a closing tunnel waits for the peer still open to close.
-const LINGER: Duration = Duration::from_secs(5);
-/// Most bytes a closing tunnel reads and discards from the peer still open.
-const LINGER_BYTES: usize = 1024 * 1024;
+/// Longest a closing tunnel (or TLS relay) waits for the peer still open to close.
+pub(super) const LINGER: Duration = Duration::from_secs(5);
+/// Most bytes a closing tunnel (or TLS relay) reads and discards from the peer still open.
+pub(super) const LINGER_BYTES: usize = 1024 * 1024;
 
 /// The two sockets of a tunnel and what hyper had read past the handshake on each.
 #[derive(Debug)]
@@ -258,22 +334,17 @@ pub struct Ends {
 impl Tunnel {
     /// `upstream` counts client → backend bytes, `downstream` the other way.
     pub fn new(ends: Ends, idle_timeout: Duration, upstream: Meter, downstream: Meter) -> Tunnel {
-        let now = Instant::now();
         let mut tunnel = Tunnel {
             client: ends.client,
             backend: ends.backend,
             upstream: Half::new(ends.client_buffered, upstream),
             downstream: Half::new(ends.backend_buffered, downstream),
-            idle_timeout,
-            quiet_since: now,
-            moved: false,
+            clock: IdleClock::new(idle_timeout),
             closing: None,
             totals_at_tick: (0, 0),
-            timer_armed: false,
-            timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         };
         if tunnel.unflushed() {
-            tunnel.note_moved();
+            tunnel.clock.note_moved();
         }
         tunnel
     }
@@ -285,22 +356,6 @@ impl Tunnel {
 
     fn unflushed(&self) -> bool {
         self.upstream.meter.unflushed > 0 || self.downstream.meter.unflushed > 0
-    }
-
-    /// How often the timer ticks while bytes move.
-    fn check_period(&self) -> Duration {
-        (self.idle_timeout / 8).clamp(Duration::from_millis(1), FLUSH_INTERVAL)
-    }
-
-    /// Records that bytes moved; the first time after a tick, pulls the timer in to one check period.
-    fn note_moved(&mut self) {
-        if !self.moved {
-            self.moved = true;
-            let due = Instant::now() + self.check_period();
-            if due < self.timer.deadline() {
-                self.timer.as_mut().reset(due);
-            }
-        }
     }
 
     fn flush(&mut self) {
@@ -374,14 +429,8 @@ impl Tunnel {
             }
         });
         self.closing = Some(Closing::Lingering { end, discarded });
-        if finished {
+        if finished || self.clock.poll_deadline(cx).is_ready() {
             return Poll::Ready(Ok(end));
-        }
-        if !self.timer_armed || self.timer.is_elapsed() {
-            if self.timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(end));
-            }
-            self.timer_armed = true;
         }
         Poll::Pending
     }
@@ -424,31 +473,24 @@ impl Future for Tunnel {
                 let _ = SockRef::from(&this.client).shutdown(std::net::Shutdown::Write);
                 let _ = SockRef::from(&this.backend).shutdown(std::net::Shutdown::Write);
                 this.closing = Some(Closing::Lingering { end, discarded: 0 });
-                this.timer.as_mut().reset(Instant::now() + LINGER);
-                this.timer_armed = false;
+                this.clock.close_in(LINGER);
             }
         }
         if let Some(Closing::Lingering { end, .. }) = this.closing {
             return this.poll_linger(end, cx);
         }
         if this.upstream.meter.total + this.downstream.meter.total != before {
-            this.note_moved();
+            this.clock.note_moved();
         }
-        // why gated: polling an armed timer on every wake-up (every relayed message) only re-registers
-        // the same waker; resets keep the registered waker.
-        if !this.timer_armed || this.timer.is_elapsed() {
-            while this.timer.as_mut().poll(cx).is_ready() {
-                let now = Instant::now();
-                this.flush();
-                this.totals_at_tick = (this.upstream.meter.total, this.downstream.meter.total);
-                if std::mem::take(&mut this.moved) {
-                    this.quiet_since = now;
-                } else if this.quiet_since + this.idle_timeout <= now {
-                    return Poll::Ready(Ok(End::IdleTimeout));
-                }
-                this.timer.as_mut().reset(this.quiet_since + this.idle_timeout);
-            }
-            this.timer_armed = true;
+        let (upstream, downstream, totals_at_tick) =
+            (&mut this.upstream, &mut this.downstream, &mut this.totals_at_tick);
+        let idle = this.clock.poll_idle(cx, || {
+            upstream.meter.flush();
+            downstream.meter.flush();
+            *totals_at_tick = (upstream.meter.total, downstream.meter.total);
+        });
+        if idle.is_ready() {
+            return Poll::Ready(Ok(End::IdleTimeout));
         }
         Poll::Pending
     }
