@@ -79,7 +79,8 @@ impl Lease {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
     pub addr: SocketAddr,
-    pub policy: LoadBalancing,
+    /// The policy's name (`LoadBalancing::name`).
+    pub policy: &'static str,
     /// Index of the chosen backend in the route's `backends`.
     pub backend: usize,
     /// Endpoints of the chosen backend.
@@ -95,10 +96,7 @@ pub struct Pick {
 impl Pick {
     /// The policy's name, as the access log writes it.
     pub fn policy_name(&self) -> &'static str {
-        match self.policy {
-            LoadBalancing::LeastConnections => "least_connections",
-            LoadBalancing::RoundRobin => "round_robin",
-        }
+        self.policy
     }
 }
 
@@ -212,6 +210,7 @@ impl Balancer {
             let key = match route.policy.load_balancing {
                 LoadBalancing::LeastConnections => (inner.active(&addr), inner.last_pick(&addr)),
                 LoadBalancing::RoundRobin => (0, inner.last_pick(&addr)),
+                LoadBalancing::ConsistentHash(_) => (inner.active(&addr), inner.last_pick(&addr)),
             };
             if best.is_none_or(|(_, best)| key < best) {
                 best = Some((addr, key));
@@ -226,7 +225,7 @@ impl Balancer {
         state.active.fetch_add(1, Ordering::Relaxed);
         let why = Pick {
             addr,
-            policy: route.policy.load_balancing,
+            policy: route.policy.load_balancing.name(),
             backend: index,
             endpoints: u32::try_from(backend.endpoints.len()).unwrap_or(u32::MAX),
             candidates,

@@ -23,8 +23,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod policy;
 pub mod tls;
 
+pub use policy::{
+    Admission, CookieAffinity, HashOn, HashPolicy, LoadBalancing, OriginPolicy, Policy, Rate, RouteLimits, SameSite,
+    SubprotocolPolicy,
+};
 pub use tls::{Certificate, TlsTable};
 
 /// Default time a backend has to answer a WebSocket handshake.
@@ -138,43 +143,7 @@ impl std::fmt::Display for PathMatch {
     }
 }
 
-/// How a route spreads new connections over ready endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub enum LoadBalancing {
-    /// Fewest active proxied connections; ties are broken round-robin.
-    #[default]
-    LeastConnections,
-    RoundRobin,
-}
-
-/// Per-route limits and choices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Policy {
-    /// Time the backend has to answer the WebSocket handshake (504 after it).
-    #[serde(with = "duration_secs")]
-    pub handshake_timeout: Duration,
-    /// Time an upgraded connection may carry no bytes in either direction before it is closed.
-    #[serde(with = "duration_secs")]
-    pub idle_timeout: Duration,
-    pub load_balancing: LoadBalancing,
-    /// Answer plain-HTTP requests (WebSocket handshakes included) with 308 to `https://` when the
-    /// HTTPS listener is on. Set only when the route's object has a usable certificate for its host.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub https_redirect: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            load_balancing: LoadBalancing::default(),
-            https_redirect: false,
-        }
-    }
-}
-
-mod duration_secs {
+pub(crate) mod duration_secs {
     pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }

@@ -126,7 +126,7 @@ pub(super) fn compile_route(
         LoadBalancingPolicy::LeastConnections => LoadBalancing::LeastConnections,
         LoadBalancingPolicy::RoundRobin => LoadBalancing::RoundRobin,
     };
-    let policy = Policy { handshake_timeout, idle_timeout, load_balancing, https_redirect: false };
+    let policy = Policy { handshake_timeout, idle_timeout, load_balancing, ..Policy::default() };
 
     if let Some(tls) = &spec.tls {
         let field = "spec.tls.secretName".to_string();

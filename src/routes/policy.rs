@@ -1,0 +1,449 @@
+//! What a route asks of the dataplane besides where to send traffic: timeouts, balancing, and the
+//! admission rules of its WebSocket handshakes. Plain data, compiled from WebSocketRoute fields and
+//! `wsgate.dev/` Ingress annotations; the dataplane only reads it.
+//!
+//! ```text
+//!   Policy
+//!     ├─ handshake_timeout, idle_timeout, max_lifetime
+//!     ├─ load_balancing   LeastConnections | RoundRobin | ConsistentHash { on, load bound }
+//!     ├─ https_redirect
+//!     └─ admission        (WebSocket handshakes only; checked before any backend is contacted)
+//!          ├─ origins       allow-list of Origin values (403 when not allowed)
+//!          ├─ subprotocols  the client must offer one of these (400), others are not forwarded
+//!          └─ limits        per route, per client, handshake rate per client (503 / 429)
+//! ```
+//!
+//! [`Admission::is_open`] says whether a route checks anything at all; the dataplane skips the admission
+//! step for routes where it is true.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::duration_secs;
+
+/// Per-route limits and choices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// Time the backend has to answer the WebSocket handshake (504 after it).
+    #[serde(with = "duration_secs")]
+    pub handshake_timeout: Duration,
+    /// Time an upgraded connection may carry no bytes in either direction before it is closed.
+    #[serde(with = "duration_secs")]
+    pub idle_timeout: Duration,
+    /// Age at which an upgraded connection is closed, however busy (`None`: no limit). A TCP close for
+    /// now: the frame layer will turn it into a Close 1001.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_secs")]
+    pub max_lifetime: Option<Duration>,
+    pub load_balancing: LoadBalancing,
+    /// Answer plain-HTTP requests (WebSocket handshakes included) with 308 to `https://` when the
+    /// HTTPS listener is on. Set only when the route's object has a usable certificate for its host.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub https_redirect: bool,
+    #[serde(skip_serializing_if = "Admission::is_open")]
+    pub admission: Admission,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: super::DEFAULT_IDLE_TIMEOUT,
+            max_lifetime: None,
+            load_balancing: LoadBalancing::default(),
+            https_redirect: false,
+            admission: Admission::default(),
+        }
+    }
+}
+
+fn optional_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// How a route spreads new connections over ready endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub enum LoadBalancing {
+    /// Fewest active proxied connections; ties are broken round-robin.
+    #[default]
+    LeastConnections,
+    RoundRobin,
+    /// The same key goes to the same endpoint (a ring over the backend's endpoints, a function of the
+    /// table alone, so every replica agrees), unless that endpoint is above the load bound.
+    ConsistentHash(HashPolicy),
+}
+
+impl LoadBalancing {
+    /// The policy's name, as the access log and `/debug/explain` write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoadBalancing::LeastConnections => "least_connections",
+            LoadBalancing::RoundRobin => "round_robin",
+            LoadBalancing::ConsistentHash(_) => "consistent_hash",
+        }
+    }
+}
+
+/// Consistent hashing with bounded load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HashPolicy {
+    pub on: HashOn,
+    /// ε in percent: no endpoint takes a new connection while it holds more than (1 + ε) times the
+    /// mean of its backend (25: 1.25 × mean).
+    pub load_bound_percent: u32,
+}
+
+/// Default ε of the bounded load, in percent.
+pub const DEFAULT_LOAD_BOUND_PERCENT: u32 = 25;
+
+/// What the hash key is read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashOn {
+    /// A request header (name lower-case); requests without it are balanced by least connections.
+    Header(String),
+    /// A cookie; a client without it gets one set by wsgate (a random value) on its first answer.
+    Cookie(CookieAffinity),
+    /// A query parameter; requests without it are balanced by least connections.
+    QueryParam(String),
+    /// The client's IP address (as `--trusted-proxies` decides it).
+    SourceIp,
+}
+
+impl HashOn {
+    /// `header:x-user`, `cookie:SESSION`, `query:room`, `source_ip`: for logs and explanations.
+    pub fn describe(&self) -> String {
+        match self {
+            HashOn::Header(name) => format!("header:{name}"),
+            HashOn::Cookie(cookie) => format!("cookie:{}", cookie.name),
+            HashOn::QueryParam(name) => format!("query:{name}"),
+            HashOn::SourceIp => "source_ip".to_string(),
+        }
+    }
+}
+
+/// The affinity cookie and how wsgate sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CookieAffinity {
+    pub name: String,
+    /// `Path` attribute; default `/`.
+    pub path: String,
+    /// `Max-Age`; `None`: a session cookie.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_secs")]
+    pub max_age: Option<Duration>,
+    pub secure: bool,
+    pub http_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<SameSite>,
+}
+
+impl CookieAffinity {
+    /// A cookie named `name` with the defaults: path `/`, a session cookie, `HttpOnly`, not `Secure`,
+    /// no `SameSite`.
+    pub fn named(name: &str) -> CookieAffinity {
+        CookieAffinity {
+            name: name.to_string(),
+            path: "/".to_string(),
+            max_age: None,
+            secure: false,
+            http_only: true,
+            same_site: None,
+        }
+    }
+
+    /// The `Set-Cookie` value for `value` (a token wsgate generated: no quoting needed).
+    pub fn set_cookie(&self, value: &str) -> String {
+        let mut out = format!("{}={value}; Path={}", self.name, self.path);
+        if let Some(max_age) = self.max_age {
+            out.push_str(&format!("; Max-Age={}", max_age.as_secs()));
+        }
+        if let Some(same_site) = self.same_site {
+            out.push_str("; SameSite=");
+            out.push_str(same_site.as_str());
+        }
+        if self.secure {
+            out.push_str("; Secure");
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        out
+    }
+}
+
+/// The `SameSite` cookie attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// Checks on a WebSocket handshake before any backend is contacted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Admission {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origins: Option<OriginPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subprotocols: Option<SubprotocolPolicy>,
+    #[serde(skip_serializing_if = "RouteLimits::is_unlimited")]
+    pub limits: RouteLimits,
+}
+
+impl Admission {
+    /// Whether nothing is checked.
+    pub fn is_open(&self) -> bool {
+        self.origins.is_none() && self.subprotocols.is_none() && self.limits.is_unlimited()
+    }
+}
+
+/// Which `Origin` values may open a WebSocket (RFC 6455 §10.2: the server's defence against
+/// cross-site WebSocket hijacking, since browsers send cookies with the handshake).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct OriginPolicy {
+    /// Serialized origins, normalized (lower case, default port dropped): `https://chat.example.com`.
+    pub exact: Vec<String>,
+    /// `https://*.example.com[:port]`: scheme, the suffix after `*.` and the port (default dropped);
+    /// matches any subdomain of the suffix (one or more labels), not the suffix itself.
+    pub wildcard: Vec<OriginWildcard>,
+    /// `Origin: null` (sandboxed frames, `file:` pages, some redirects) is allowed: only when listed.
+    pub allow_null: bool,
+    /// A handshake without `Origin` (not from a browser: browsers always send it) is allowed.
+    pub allow_missing: bool,
+}
+
+/// One `scheme://*.suffix[:port]` entry of an [`OriginPolicy`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OriginWildcard {
+    pub scheme: String,
+    pub suffix: String,
+    pub port: Option<u16>,
+}
+
+/// Which rule of an [`OriginPolicy`] decided, for the access log and explanations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginVerdict {
+    /// Allowed by `exact[i]`.
+    Exact(usize),
+    /// Allowed by `wildcard[i]`.
+    Wildcard(usize),
+    /// `Origin: null`, allowed.
+    Null,
+    /// No `Origin`, allowed.
+    Missing,
+    /// Refused: not listed (or `null`, or missing, when those are not allowed).
+    Refused,
+}
+
+impl OriginVerdict {
+    pub fn allowed(self) -> bool {
+        self != OriginVerdict::Refused
+    }
+}
+
+impl OriginPolicy {
+    /// Decides on the `Origin` header value (`None` when the handshake has none).
+    pub fn check(&self, origin: Option<&[u8]>) -> OriginVerdict {
+        let Some(origin) = origin else {
+            return if self.allow_missing { OriginVerdict::Missing } else { OriginVerdict::Refused };
+        };
+        let origin = origin.trim_ascii();
+        if origin.eq_ignore_ascii_case(b"null") {
+            return if self.allow_null { OriginVerdict::Null } else { OriginVerdict::Refused };
+        }
+        let Some(parsed) = std::str::from_utf8(origin).ok().and_then(Origin::parse) else {
+            return OriginVerdict::Refused;
+        };
+        if let Some(i) = self.exact.iter().position(|e| *e == parsed.serialized()) {
+            return OriginVerdict::Exact(i);
+        }
+        let found = self.wildcard.iter().position(|w| {
+            w.scheme == parsed.scheme
+                && w.port == parsed.port
+                && parsed
+                    .host
+                    .strip_suffix(w.suffix.as_str())
+                    .and_then(|label| label.strip_suffix('.'))
+                    .is_some_and(|label| !label.is_empty())
+        });
+        found.map_or(OriginVerdict::Refused, OriginVerdict::Wildcard)
+    }
+}
+
+/// A serialized origin (RFC 6454 §6.2), parsed and normalized: lower case, default port dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl Origin {
+    /// Parses `scheme://host[:port]` (no path, no userinfo); `None` when it is not one.
+    pub fn parse(text: &str) -> Option<Origin> {
+        let (scheme, rest) = text.split_once("://")?;
+        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+            return None;
+        }
+        let scheme = scheme.to_ascii_lowercase();
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (inside, after) = v6.split_once(']')?;
+            let port = match after {
+                "" => None,
+                after => Some(after.strip_prefix(':')?),
+            };
+            (format!("[{}]", inside.to_ascii_lowercase()), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host.to_ascii_lowercase(), Some(port)),
+                None => (rest.to_ascii_lowercase(), None),
+            }
+        };
+        let bad_host = |b: u8| !(b.is_ascii_alphanumeric() || b"-._[]:*".contains(&b));
+        if host.is_empty() || host.bytes().any(bad_host) {
+            return None;
+        }
+        let port = match port {
+            None => None,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse::<u16>().ok()?),
+            Some(_) => return None,
+        };
+        let default = match scheme.as_str() {
+            "http" | "ws" => Some(80),
+            "https" | "wss" => Some(443),
+            _ => None,
+        };
+        let port = port.filter(|p| Some(*p) != default);
+        Some(Origin { scheme, host, port })
+    }
+
+    /// `scheme://host[:port]`, as compared.
+    pub fn serialized(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}://{}:{port}", self.scheme, self.host),
+            None => format!("{}://{}", self.scheme, self.host),
+        }
+    }
+}
+
+/// The subprotocols a route speaks (`Sec-WebSocket-Protocol`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubprotocolPolicy {
+    /// Allowed names, in the route's order. Offered names not listed are not forwarded.
+    pub allowed: Vec<String>,
+    /// A client must offer one of them (400 otherwise); when false, a client offering none is proxied.
+    pub required: bool,
+}
+
+impl SubprotocolPolicy {
+    /// The allowed names among those the client offered, in the client's order (RFC 6455 §4.1: the
+    /// client's order is its preference).
+    pub fn filter<'a>(&self, offered: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        offered.filter(|name| self.allowed.iter().any(|a| a == name)).collect()
+    }
+}
+
+/// A token-bucket rate: `per_second` sustained, bursts of up to `burst` (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Connection and handshake limits of one route, per wsgate replica (`None`: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct RouteLimits {
+    /// Open WebSockets on the route (503 with `Retry-After` above it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Open WebSockets per client IP on the route (429).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<u32>,
+    /// Handshakes per client IP on the route (429 with `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshakes_per_client: Option<Rate>,
+}
+
+impl RouteLimits {
+    pub fn is_unlimited(&self) -> bool {
+        self.max_connections.is_none()
+            && self.max_connections_per_client.is_none()
+            && self.handshakes_per_client.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins(list: &[&str], null: bool, missing: bool) -> OriginPolicy {
+        let mut policy = OriginPolicy { allow_null: null, allow_missing: missing, ..OriginPolicy::default() };
+        for entry in list {
+            let origin = Origin::parse(entry).expect("a valid origin");
+            match origin.host.strip_prefix("*.") {
+                Some(suffix) => policy.wildcard.push(OriginWildcard {
+                    scheme: origin.scheme.clone(),
+                    suffix: suffix.to_string(),
+                    port: origin.port,
+                }),
+                None => policy.exact.push(origin.serialized()),
+            }
+        }
+        policy
+    }
+
+    #[test]
+    fn origins_match_exactly_or_by_subdomain_wildcard() {
+        let policy =
+            origins(&["https://chat.example.com", "https://*.example.org", "http://localhost:3000"], false, true);
+        let check = |o: &str| policy.check(Some(o.as_bytes()));
+        assert_eq!(check("https://chat.example.com"), OriginVerdict::Exact(0));
+        assert_eq!(check("HTTPS://Chat.Example.com:443"), OriginVerdict::Exact(0), "case and default port");
+        assert_eq!(check("http://chat.example.com"), OriginVerdict::Refused, "another scheme");
+        assert_eq!(check("https://chat.example.com:8443"), OriginVerdict::Refused, "another port");
+        assert_eq!(check("https://evil-chat.example.com"), OriginVerdict::Refused);
+        assert_eq!(check("https://chat.example.com.evil.net"), OriginVerdict::Refused);
+        assert_eq!(check("https://a.example.org"), OriginVerdict::Wildcard(0));
+        assert_eq!(check("https://a.b.example.org"), OriginVerdict::Wildcard(0), "any depth");
+        assert_eq!(check("https://example.org"), OriginVerdict::Refused, "not the apex");
+        assert_eq!(check("https://badexample.org"), OriginVerdict::Refused);
+        assert_eq!(check("http://localhost:3000"), OriginVerdict::Exact(1));
+        assert_eq!(check("null"), OriginVerdict::Refused, "null only when listed");
+        assert_eq!(check("https://chat.example.com/path"), OriginVerdict::Refused, "not an origin");
+        assert_eq!(policy.check(None), OriginVerdict::Missing);
+        let strict = origins(&["https://a.example"], true, false);
+        assert_eq!(strict.check(Some(b"null")), OriginVerdict::Null);
+        assert_eq!(strict.check(None), OriginVerdict::Refused);
+    }
+
+    #[test]
+    fn cookie_attributes_are_written_as_configured() {
+        let mut cookie = CookieAffinity::named("SESSION");
+        assert_eq!(cookie.set_cookie("abc"), "SESSION=abc; Path=/; HttpOnly");
+        cookie.max_age = Some(Duration::from_secs(3600));
+        cookie.same_site = Some(SameSite::Lax);
+        cookie.secure = true;
+        cookie.path = "/chat".into();
+        assert_eq!(cookie.set_cookie("abc"), "SESSION=abc; Path=/chat; Max-Age=3600; SameSite=Lax; Secure; HttpOnly");
+    }
+
+    #[test]
+    fn subprotocols_keep_the_clients_order_and_drop_unlisted() {
+        let policy = SubprotocolPolicy { allowed: vec!["chat.v2".into(), "chat.v1".into()], required: true };
+        assert_eq!(policy.filter(["x", "chat.v1", "chat.v2"].into_iter()), ["chat.v1", "chat.v2"]);
+        assert!(policy.filter(["x"].into_iter()).is_empty());
+    }
+}
