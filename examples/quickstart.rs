@@ -43,6 +43,9 @@ async fn main() -> anyhow::Result<()> {
         drain: Duration::from_secs(5),
         access_log: wsgate::dataplane::AccessLog::On,
         https_redirect_port: None,
+        max_connections: None,
+        trusted_proxies: Default::default(),
+        proxy_protocol: false,
     };
     let bound = config.bind().await?;
     let server = tokio::spawn(server::run(config, bound, async {

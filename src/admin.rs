@@ -28,6 +28,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::dataplane::Proxy;
 use crate::metrics::Metrics;
 use crate::routes::tls::TlsHostView;
 use crate::routes::{Explanation, Route, SharedTable};
@@ -52,11 +53,22 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub table: SharedTable,
     pub readiness: Readiness,
+    /// The dataplane, for its connection count and cap in `/debug/routes`.
+    pub proxy: Option<Proxy>,
+}
+
+/// Client connections open now and the `--max-connections` cap (`null`: none).
+#[derive(Serialize)]
+struct ConnectionsView {
+    open: usize,
+    max: Option<usize>,
 }
 
 #[derive(Serialize)]
 struct TableView<'a> {
     generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<ConnectionsView>,
     routes: Vec<&'a Route>,
     tls: Vec<TlsHostView>,
 }
@@ -106,8 +118,13 @@ impl Admin {
                 .expect("static response parts are valid"),
             "/debug/routes" => {
                 let table = self.table.load();
+                let connections = self.proxy.as_ref().map(|proxy| {
+                    let (open, max) = proxy.connections();
+                    ConnectionsView { open, max }
+                });
                 let view = TableView {
                     generation: table.generation,
+                    connections,
                     routes: table.routes().map(|r| &**r).collect(),
                     tls: table.tls().view(),
                 };

@@ -12,7 +12,7 @@ use wsgate::controller::kube_mode::KubeConfig;
 use wsgate::controller::lease::LeaseConfig;
 use wsgate::controller::manifests::load_dir;
 use wsgate::controller::status::PublishTarget;
-use wsgate::dataplane::AccessLog;
+use wsgate::dataplane::{AccessLog, TrustedProxies};
 use wsgate::server::{self, ServerConfig, Source};
 use wsgate::telemetry::{self, LogFormat};
 
@@ -105,6 +105,27 @@ struct RunArgs {
     /// `wsgate::access`, in the --log-format. Off by default: it costs CPU per connection.
     #[arg(long, env = "WSGATE_ACCESS_LOG", value_enum, default_value = "off", value_name = "off|on")]
     access_log: AccessLog,
+
+    /// Most client connections open at once, WebSockets included, over every traffic listener of
+    /// this replica. Above it, new connections are closed at accept (counted in
+    /// wsgate_refused_total{reason="max_connections"}); open ones are untouched. Default: no limit
+    /// (the process's open-file limit is then the real one: about half of it, since every proxied
+    /// connection also holds a backend socket).
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+
+    /// Comma-separated CIDRs (or addresses) of proxies in front of wsgate, such as a cloud load
+    /// balancer: for requests from these peers the client is the rightmost X-Forwarded-For address
+    /// that is not itself trusted (for limits, source-IP hashing and the access log). From any other
+    /// peer, X-Forwarded-For is not believed. Default: none.
+    #[arg(long, env = "WSGATE_TRUSTED_PROXIES", value_name = "CIDR,...", default_value = "")]
+    trusted_proxies: TrustedProxies,
+
+    /// Expect a PROXY protocol (v1 or v2) header at the start of every connection on every traffic
+    /// listener, as load balancers send it (AWS NLB, HAProxy, ...), and take the client's address
+    /// from it. Connections without a valid header are closed. Off by default.
+    #[arg(long, env = "WSGATE_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
 
     #[command(flatten)]
     log: LogArgs,
@@ -245,6 +266,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         drain: Duration::from_secs(args.drain_timeout),
         access_log: args.access_log,
         https_redirect_port: args.https_redirect_port,
+        max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        trusted_proxies: args.trusted_proxies,
+        proxy_protocol: args.proxy_protocol,
     };
     let bound = config.bind().await?;
     let https = bound.https.as_ref().map(|l| l.local_addr()).transpose()?;

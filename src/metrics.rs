@@ -26,6 +26,9 @@ pub enum UpgradeOutcome {
     Timeout,
     /// The backend answered without upgrading (e.g. 403); the answer was relayed.
     Rejected,
+    /// The route's admission policy refused it (Origin, subprotocol, a limit): see
+    /// `wsgate_refused_total` for which.
+    Refused,
 }
 
 impl UpgradeOutcome {
@@ -38,6 +41,7 @@ impl UpgradeOutcome {
             UpgradeOutcome::BackendError => "backend_error",
             UpgradeOutcome::Timeout => "timeout",
             UpgradeOutcome::Rejected => "rejected",
+            UpgradeOutcome::Refused => "refused",
         }
     }
 }
@@ -90,6 +94,7 @@ pub struct Metrics {
     pub websocket_handshake_duration_seconds: HistogramVec,
     pub proxied_bytes_total: IntCounterVec,
     pub http_requests_total: IntCounterVec,
+    pub refused_total: IntCounterVec,
     pub route_table_generation: IntGauge,
     pub route_table_routes: IntGauge,
     pub route_ready_endpoints: IntGaugeVec,
@@ -119,7 +124,7 @@ impl Metrics {
                 Opts::new(
                     "wsgate_websocket_upgrades_total",
                     "WebSocket upgrade attempts by outcome (success, bad_request, no_route, no_endpoint, \
-                     backend_error, timeout, rejected).",
+                     backend_error, timeout, rejected, refused).",
                 ),
                 &["route", "outcome"],
             )
@@ -153,6 +158,16 @@ impl Metrics {
             http_requests_total: IntCounterVec::new(
                 Opts::new("wsgate_http_requests_total", "Plain HTTP requests by route and status code (HTTPS redirects: code 308, WebSocket handshakes included)."),
                 &["route", "code"],
+            )
+            .expect("valid metric"),
+            refused_total: IntCounterVec::new(
+                Opts::new(
+                    "wsgate_refused_total",
+                    "Connections and WebSocket handshakes refused by a policy or limit, by reason (origin, \
+                     subprotocol, route_max_connections, client_max_connections, client_rate; max_connections \
+                     with route=\"\" for --max-connections at accept).",
+                ),
+                &["route", "reason"],
             )
             .expect("valid metric"),
             route_table_generation: IntGauge::new(
@@ -252,6 +267,7 @@ impl Metrics {
             Box::new(m.websocket_handshake_duration_seconds.clone()),
             Box::new(m.proxied_bytes_total.clone()),
             Box::new(m.http_requests_total.clone()),
+            Box::new(m.refused_total.clone()),
             Box::new(m.route_table_generation.clone()),
             Box::new(m.route_table_routes.clone()),
             Box::new(m.route_ready_endpoints.clone()),

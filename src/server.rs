@@ -21,7 +21,7 @@ use crate::controller::compile::CompileOptions;
 use crate::controller::file_mode::{self, FileModeError};
 use crate::controller::kube_mode::{self, KubeConfig, KubeModeError};
 use crate::controller::publish::Publisher;
-use crate::dataplane::{AccessLog, Proxy, ProxyOptions};
+use crate::dataplane::{AccessLog, Proxy, ProxyOptions, TrustedProxies};
 use crate::metrics::Metrics;
 use crate::routes::SharedTable;
 
@@ -49,6 +49,12 @@ pub struct ServerConfig {
     /// The port plain-HTTP requests are redirected to on routes that ask for it (`https://host:port`,
     /// the port left out when 443). `None`: the HTTPS listener's port. No effect without `https_addr`.
     pub https_redirect_port: Option<u16>,
+    /// Most client connections open at once, WebSockets included (`--max-connections`; `None`: no limit).
+    pub max_connections: Option<usize>,
+    /// Peers whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
+    /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
+    pub proxy_protocol: bool,
 }
 
 /// Why the server stopped with an error.
@@ -101,15 +107,19 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
         }
     };
 
-    let admin = Admin { metrics: metrics.clone(), table: table.clone(), readiness };
-    let admin_task = tokio::spawn(admin.serve(bound.admin, stopped()));
     // why the bound port: `https_addr` may ask for port 0.
     let https_port = bound.https.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
     let options = ProxyOptions {
         access_log: config.access_log,
         https_redirect_port: https_port.map(|port| config.https_redirect_port.unwrap_or(port)),
+        max_connections: config.max_connections,
+        trusted_proxies: config.trusted_proxies,
+        proxy_protocol: config.proxy_protocol,
+        max_tracked_clients: 0,
     };
-    let proxy = Proxy::with_options(table, metrics.clone(), options);
+    let proxy = Proxy::with_options(table.clone(), metrics.clone(), options);
+    let admin = Admin { metrics: metrics.clone(), table, readiness, proxy: Some(proxy.clone()) };
+    let admin_task = tokio::spawn(admin.serve(bound.admin, stopped()));
     let drain = config.drain;
     let proxy_stopped = stopped();
     let https_task = bound.https.map(|listener| {

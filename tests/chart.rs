@@ -445,6 +445,16 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
     // The access log: on exactly when controller.accessLog.
     let access_log = values["controller"]["accessLog"] == json!(true);
     assert_eq!(flag(&args, "--access-log"), access_log.then_some("on"), "{scenario}: --access-log");
+    // Connection limits and client identity: passed exactly when set.
+    let max_connections = values["controller"]["maxConnections"].as_u64().unwrap_or(0);
+    let expected = (max_connections > 0).then(|| max_connections.to_string());
+    assert_eq!(flag(&args, "--max-connections"), expected.as_deref(), "{scenario}: --max-connections");
+    let trusted: Vec<&str> =
+        values["controller"]["trustedProxies"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let expected = (!trusted.is_empty()).then(|| trusted.join(","));
+    assert_eq!(flag(&args, "--trusted-proxies"), expected.as_deref(), "{scenario}: --trusted-proxies");
+    let proxy_protocol = values["controller"]["proxyProtocol"] == json!(true);
+    assert_eq!(args.iter().any(|a| a == "--proxy-protocol"), proxy_protocol, "{scenario}: --proxy-protocol");
 
     // Identity and Lease namespace from the downward API.
     for (variable, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {

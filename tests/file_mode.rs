@@ -49,6 +49,9 @@ async fn start(dir: &Path) -> Running {
         drain: Duration::from_secs(1),
         access_log: wsgate::dataplane::AccessLog::Off,
         https_redirect_port: None,
+        max_connections: None,
+        trusted_proxies: Default::default(),
+        proxy_protocol: false,
     };
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");

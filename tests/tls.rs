@@ -96,6 +96,9 @@ async fn start_with(dir: &Path, https: bool, redirect_port: Option<u16>) -> Runn
         drain: Duration::from_secs(1),
         access_log: wsgate::dataplane::AccessLog::Off,
         https_redirect_port: redirect_port,
+        max_connections: None,
+        trusted_proxies: Default::default(),
+        proxy_protocol: false,
     };
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");

@@ -8,7 +8,8 @@
 //!     handshake ──► refused (4xx/5xx, from wsgate or the backend) ──────────────────────► one line
 //!               └─► 101 ──► Session (boxed, owned by the tunnel task; no per-message work)
 //!                             └─ tunnel ends ──► one line: end = client_closed | backend_closed |
-//!                                                idle_timeout | error; dropped at the drain deadline: drain
+//!                                                idle_timeout | max_lifetime | error; dropped at the
+//!                                                drain deadline: drain
 //! ```
 //!
 //! Fields: `kind` (http | websocket), `client` (IP), `listener` (http | https), `method`, `host` (as
@@ -16,7 +17,10 @@
 //! answer), `route` (namespace/name, "" without one), `backend` and `endpoint` (what the balancer picked;
 //! absent when no endpoint was picked), why that endpoint: `pick` (the policy), `candidates` (how many
 //! endpoints it chose among), `ejected` (how many it skipped as ejected) and `attempt` (2 after a failed
-//! connect, ...),
+//! connect, ...), and on consistent-hash routes `affinity` (where the key came from: header, cookie,
+//! new_cookie when wsgate set it, query, source_ip), `hash_key` (the key's 64-bit hash, never the key)
+//! and `hash_owner` (false when the key's endpoint was over the load bound and the next one on the
+//! ring took it),
 //! `upstream_ms` (until the backend's answer head: connect + handshake for a WebSocket), `duration_ms`
 //! (a WebSocket's session from its 101 to its end; otherwise until the answer head), `bytes_up` /
 //! `bytes_down` (a session's totals; for plain requests the Content-Length values when present) and,
@@ -33,8 +37,8 @@ use crate::routes::Route;
 use crate::telemetry::ACCESS_TARGET;
 
 use super::balancer::Pick;
+use super::conn::Drain;
 use super::headers::ClientAddr;
-use super::server::Drain;
 use super::tunnel::End;
 
 /// Whether the access log is written.
@@ -73,21 +77,30 @@ pub struct Request {
     host: Box<str>,
     path: Box<str>,
     started: Instant,
+    /// Where a consistent-hash route found the key (`cookie`, `new_cookie`, `header`, …).
+    affinity: Option<&'static str>,
 }
 
 impl Request {
-    /// `host` as routed (lower-case, no port; "" when the request had no usable Host); `path` without
-    /// the query string.
-    pub fn new(kind: Kind, client: &ClientAddr, method: &Method, host: &str, path: &str) -> Box<Request> {
+    /// `client` is the client's address as the policies see it (the peer, or what a trusted proxy
+    /// says); `host` as routed (lower-case, no port; "" when the request had no usable Host); `path`
+    /// without the query string.
+    pub fn new(kind: Kind, conn: &ClientAddr, client: IpAddr, method: &Method, host: &str, path: &str) -> Box<Request> {
         Box::new(Request {
             kind,
-            client: client.ip(),
-            https: client.is_https(),
+            client,
+            https: conn.is_https(),
             method: method.clone(),
             host: host.into(),
             path: path.into(),
             started: Instant::now(),
+            affinity: None,
         })
+    }
+
+    /// Records where the affinity key came from.
+    pub fn set_affinity(&mut self, source: &'static str) {
+        self.affinity = Some(source);
     }
 
     /// Milliseconds since the request was read.
@@ -161,6 +174,7 @@ impl Session {
             Ok(End::ClientClosed) => "client_closed",
             Ok(End::BackendClosed) => "backend_closed",
             Ok(End::IdleTimeout) => "idle_timeout",
+            Ok(End::MaxLifetime) => "max_lifetime",
             Err(_) => "error",
         };
         self.end = Some((end, Bytes { up: Some(up), down: Some(down) }));
@@ -200,6 +214,7 @@ struct Line<'a> {
 
 fn emit(line: &Line<'_>) {
     let request = line.request;
+    let hash_key = line.picked.and_then(|p| p.key).map(|k| format!("{k:016x}"));
     let backend = match (line.route, line.picked) {
         (Some(route), Some(picked)) => route.backends.get(picked.backend).map(|b| b.name.as_str()),
         _ => None,
@@ -220,6 +235,9 @@ fn emit(line: &Line<'_>) {
         candidates = line.picked.map(|p| p.candidates),
         ejected = line.picked.map(|p| p.ejected),
         attempt = line.picked.map(|p| p.attempt),
+        affinity = request.affinity,
+        hash_key = hash_key.as_deref(),
+        hash_owner = line.picked.and_then(|p| p.owner),
         upstream_ms = line.upstream_ms,
         duration_ms = line.duration_ms,
         bytes_up = line.bytes.up,

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::routes::ring::load_bound;
 use crate::routes::{Backend, LoadBalancing, Route, RouteTable};
 
 /// Consecutive failed connects after which an endpoint is ejected.
@@ -91,6 +92,12 @@ pub struct Pick {
     pub ejected: u32,
     /// 1 for the first endpoint tried for a request, 2 after one connect failure, ...
     pub attempt: u32,
+    /// With consistent hashing and a key: whether the key's own endpoint took it (`Some(true)`), or
+    /// another one on the ring because the owner was over the load bound, tried or ejected
+    /// (`Some(false)`). `None`: no key, the policy's fallback (least connections) chose.
+    pub owner: Option<bool>,
+    /// The hash of the key, when there was one (never the key itself).
+    pub key: Option<u64>,
 }
 
 impl Pick {
@@ -166,12 +173,13 @@ impl Balancer {
     /// Picks an endpoint of `route` not in `tried`, or `None` when there is none left.
     #[cfg(test)]
     pub fn pick(&self, route: &Route, tried: &[SocketAddr]) -> Option<Lease> {
-        self.pick_explained(route, tried).map(|(lease, _)| lease)
+        self.pick_explained(route, tried, None).map(|(lease, _)| lease)
     }
 
     /// Picks an endpoint of `route` not in `tried` (`None` when there is none left), and says why this
-    /// one (for the access log).
-    pub fn pick_explained(&self, route: &Route, tried: &[SocketAddr]) -> Option<(Lease, Pick)> {
+    /// one (for the access log). `key` is the affinity key's hash on a consistent-hash route: it picks
+    /// the backend (by weight) and, on the backend's ring, the first endpoint under the load bound.
+    pub fn pick_explained(&self, route: &Route, tried: &[SocketAddr], key: Option<u64>) -> Option<(Lease, Pick)> {
         let now = Instant::now();
         let mut inner = self.lock();
         // why two passes: ejected endpoints are a last resort, tried only when nothing healthy is left.
@@ -182,7 +190,12 @@ impl Balancer {
         if total == 0 {
             return None;
         }
-        let mut point = self.spin.fetch_add(1, Ordering::Relaxed) % total;
+        // why the key picks the backend too: the same key must stay on the same backend (and so the
+        // same endpoint) for as long as the weights stay.
+        let mut point = match key {
+            Some(key) => key % total,
+            None => self.spin.fetch_add(1, Ordering::Relaxed) % total,
+        };
         let (index, backend) = offering().find(|(_, b)| {
             let weight = u64::from(b.weight);
             if point < weight {
@@ -216,7 +229,25 @@ impl Balancer {
                 best = Some((addr, key));
             }
         }
-        let (addr, _) = best?;
+        let (mut addr, _) = best?;
+        let mut owner = None;
+        if let (Some(key), LoadBalancing::ConsistentHash(hash), Some(ring)) =
+            (key, &route.policy.load_balancing, &backend.ring)
+        {
+            let endpoints = &backend.endpoints;
+            let open: usize = endpoints.iter().map(|e| inner.active(&e.addr)).sum();
+            let bound = load_bound(open, endpoints.len(), hash.load_bound_percent);
+            let usable = |i: usize| {
+                let addr = endpoints[i].addr;
+                let skipped = tried.contains(&addr) || (healthy_only && inner.is_ejected(&addr, now));
+                !skipped && inner.active(&addr) < bound
+            };
+            // Nothing under the bound (every endpoint tried or ejected): least connections decided above.
+            if let Some(i) = ring.pick(key, usable) {
+                owner = Some(ring.owner(key) == Some(i));
+                addr = endpoints[i].addr;
+            }
+        }
 
         inner.picks += 1;
         let pick = inner.picks;
@@ -231,6 +262,8 @@ impl Balancer {
             candidates,
             ejected,
             attempt: u32::try_from(tried.len() + 1).unwrap_or(u32::MAX),
+            owner,
+            key: owner.and(key),
         };
         Some((Lease { addr, active: state.active.clone() }, why))
     }
@@ -290,6 +323,7 @@ mod tests {
                     name: format!("b{i}"),
                     weight: *weight,
                     endpoints: ports.iter().map(|p| Endpoint { addr: addr(*p) }).collect(),
+                    ring: None,
                 })
                 .collect(),
             policy: Policy { load_balancing: lb, ..Policy::default() },
@@ -366,12 +400,12 @@ mod tests {
         for _ in 0..3 {
             balancer.connect_failed(addr(1));
         }
-        let (lease, pick) = balancer.pick_explained(&route, &[addr(2)]).unwrap();
+        let (lease, pick) = balancer.pick_explained(&route, &[addr(2)], None).unwrap();
         assert_eq!(lease.addr(), addr(3));
         assert_eq!((pick.addr, pick.backend, pick.endpoints, pick.candidates), (addr(3), 1, 3, 1));
         assert_eq!((pick.ejected, pick.attempt, pick.policy_name()), (1, 2, "least_connections"));
         // Only the ejected one is left: tried anyway, and said so.
-        let (lease, pick) = balancer.pick_explained(&route, &[addr(2), addr(3)]).unwrap();
+        let (lease, pick) = balancer.pick_explained(&route, &[addr(2), addr(3)], None).unwrap();
         assert_eq!(lease.addr(), addr(1));
         assert_eq!((pick.candidates, pick.ejected, pick.attempt), (1, 1, 3));
     }

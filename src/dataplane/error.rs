@@ -14,7 +14,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::metrics::UpgradeOutcome;
@@ -60,6 +60,68 @@ pub enum ProxyError {
     /// The client asked for a WebSocket version other than 13.
     #[error("unsupported WebSocket version: this server speaks version 13")]
     UnsupportedVersion,
+    /// The route's admission policy refused the handshake before any backend was contacted.
+    #[error("{}", .0.message())]
+    Refused(Refused),
+}
+
+/// Why a route's admission policy refused a handshake: the `reason` label of `wsgate_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The `Origin` is not in the route's allow-list (or missing / `null` where those are refused): 403.
+    Origin,
+    /// The client offered none of the route's subprotocols: 400.
+    Subprotocol,
+    /// The route has `maxConnections` WebSockets open: 503 with `Retry-After`.
+    RouteMaxConnections,
+    /// The client has `maxConnectionsPerClient` WebSockets open on the route: 429 with `Retry-After`.
+    ClientMaxConnections,
+    /// The client's handshake rate is spent: 429 with `Retry-After` (seconds until the next token).
+    ClientRate { retry_after_secs: u64 },
+}
+
+impl Refused {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::Origin => "origin",
+            Refused::Subprotocol => "subprotocol",
+            Refused::RouteMaxConnections => "route_max_connections",
+            Refused::ClientMaxConnections => "client_max_connections",
+            Refused::ClientRate { .. } => "client_rate",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refused::Origin => StatusCode::FORBIDDEN,
+            Refused::Subprotocol => StatusCode::BAD_REQUEST,
+            Refused::RouteMaxConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Refused::ClientMaxConnections | Refused::ClientRate { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// `Retry-After` seconds, for the refusals that pass with time.
+    pub fn retry_after(self) -> Option<u64> {
+        match self {
+            Refused::Origin | Refused::Subprotocol => None,
+            // why 1 s: a slot frees whenever any WebSocket of the route (or client) closes; there is no
+            // better estimate, and a short wait spreads the retries.
+            Refused::RouteMaxConnections | Refused::ClientMaxConnections => Some(1),
+            Refused::ClientRate { retry_after_secs } => Some(retry_after_secs.max(1)),
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Refused::Origin => "this Origin may not open a WebSocket on this route",
+            Refused::Subprotocol => {
+                "the client offered none of the subprotocols this route speaks (Sec-WebSocket-Protocol)"
+            }
+            Refused::RouteMaxConnections => "this route has as many WebSockets open as it allows",
+            Refused::ClientMaxConnections => "this client has as many WebSockets open on this route as it may",
+            Refused::ClientRate { .. } => "too many WebSocket handshakes from this client",
+        }
+    }
 }
 
 /// Which party an error points at: decides the log level and whether an operator should look.
@@ -85,6 +147,7 @@ impl ProxyError {
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            ProxyError::Refused(refused) => refused.status(),
         }
     }
 
@@ -96,7 +159,10 @@ impl ProxyError {
             | ProxyError::BackendStream(_)
             | ProxyError::BadSwitch(_)
             | ProxyError::Timeout(_) => Side::Backend,
-            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => Side::Client,
+            ProxyError::BadRequest(_)
+            | ProxyError::BadHandshake(_)
+            | ProxyError::UnsupportedVersion
+            | ProxyError::Refused(_) => Side::Client,
         }
     }
 
@@ -112,6 +178,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => {
                 UpgradeOutcome::BadRequest
             }
+            ProxyError::Refused(_) => UpgradeOutcome::Refused,
         }
     }
 
@@ -152,7 +219,23 @@ impl ProxyError {
             headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade, close"));
         }
+        if let ProxyError::Refused(refused) = self
+            && let Some(seconds) = refused.retry_after()
+        {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
+    }
+
+    /// Logs a request the proxy had to answer itself: per-request detail is `debug`; what an operator
+    /// must fix (a backend breaking the protocol) is logged where it is detected, at `warn`.
+    pub fn log(&self) {
+        match self.side() {
+            Side::Client | Side::Config => {
+                tracing::debug!(error = %self, status = self.status().as_u16(), "request refused")
+            }
+            Side::Backend => tracing::debug!(error = %self, status = self.status().as_u16(), "backend failed"),
+        }
     }
 }
 

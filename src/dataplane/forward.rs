@@ -1,7 +1,9 @@
-//! Plain HTTP requests: the request head is cleaned and forwarded, bodies stream both ways.
+//! Plain HTTP requests, after the pipeline's route phase: the request head is cleaned and forwarded,
+//! bodies stream both ways.
 //!
 //! ```text
-//!   request ─► strip hop-by-hop, keep Host, add X-Forwarded-* ─► pick endpoint (balancer)
+//!   request ─► strip hop-by-hop, keep Host, add X-Forwarded-* ─► pick endpoint (balancer; the
+//!              affinity key of a consistent-hash route, and its Set-Cookie on the answer)
 //!     ─► pooled connection? try_send_request ── not sent (closed meanwhile) ─► fresh connection
 //!     └► fresh connection ── connect fails ─► next endpoint (at most MAX_TRIES distinct ones)
 //!   response head within RESPONSE_HEADER_TIMEOUT (else 504) ─► strip hop-by-hop ─► client
@@ -12,14 +14,12 @@
 //! Only connect failures are retried: once a request has been written, the body is gone and the backend
 //! may have acted on it.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use http::header::HOST;
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::header::SET_COOKIE;
+use http::{Request, Response};
 use hyper::body::Incoming;
-use tracing::{Span, debug, warn};
+use tracing::debug;
 
 use crate::routes::Route;
 
@@ -27,75 +27,43 @@ use super::Shared;
 use super::access;
 use super::balancer::{Lease, Pick};
 use super::body::ProxyBody;
-use super::error::{ProxyError, Side};
-use super::headers::{ClientAddr, remove_hop_by_hop, set_forwarded};
+use super::conn::Conn;
+use super::error::ProxyError;
+use super::headers::{ClientAddr, prepare_head, remove_hop_by_hop};
+use super::pipeline::{self, Attempts, Trail};
 use super::pool::{self, Sender};
 
-/// Distinct endpoints tried for one request or handshake before answering 502.
-pub const MAX_TRIES: usize = 3;
 /// How long a backend may take to send the response head of a plain request before the client gets a
 /// 504. Generous, because long-polling endpoints legitimately hold requests; body transfer after the
 /// head has no limit.
 pub const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Proxies one plain request along `route`, counts it and, with `access`, writes its access line.
+/// Proxies one plain request along `route` (the pipeline's route phase found it), then counts it and
+/// writes its access line through `trail`.
 pub async fn proxy(
     shared: &Shared,
-    client: &ClientAddr,
+    conn: &Conn,
     req: Request<Incoming>,
     route: &Route,
-    access: Option<Box<access::Request>>,
+    mut trail: Trail,
 ) -> Response<ProxyBody> {
-    let bytes_up = access.as_ref().and_then(|_| access::content_length(req.headers()));
-    let mut picked = None;
-    let response = match forward(shared, client, req, route, &mut picked).await {
+    let bytes_up = trail.access.as_ref().and_then(|_| access::content_length(req.headers()));
+    let (parts, body) = req.into_parts();
+    let affinity = pipeline::affinity(shared, conn, route, &parts, &mut trail);
+    let req = Request::from_parts(parts, body);
+    let key = affinity.as_ref().map(|a| a.key);
+    let mut response = match forward(shared, &conn.addr, req, route, key, &mut trail.picked).await {
         Ok(response) => response,
-        Err(error) => {
-            log_failure(&error);
-            error.into_response(false)
-        }
+        Err(error) => return trail.rescue(shared, error, false).into_response(),
     };
-    shared.metrics.http_requests_total.with_label_values(&[&*route.id, response.status().as_str()]).inc();
-    if let Some(access) = access {
-        let bytes = access::Bytes { up: bytes_up, down: access::content_length(response.headers()) };
-        access::answered(&access, response.status().as_u16(), Some(route), picked.as_ref(), bytes);
+    // why on every answer to a client without the cookie: the first request (socket.io's long-poll)
+    // must pin the client before it upgrades.
+    if let Some(cookie) = affinity.and_then(|a| a.set_cookie) {
+        response.headers_mut().append(SET_COOKIE, cookie);
     }
+    let bytes = access::Bytes { up: bytes_up, down: access::content_length(response.headers()) };
+    trail.finish_plain(shared, response.status(), bytes);
     response
-}
-
-/// Logs a request the proxy had to answer itself: per-request detail is `debug`; what an operator must
-/// fix (a backend breaking the protocol) is logged where it is detected, at `warn`.
-pub fn log_failure(error: &ProxyError) {
-    match error.side() {
-        Side::Client | Side::Config => debug!(%error, status = error.status().as_u16(), "request refused"),
-        Side::Backend => debug!(%error, status = error.status().as_u16(), "backend failed"),
-    }
-}
-
-/// Rewrites the client's request head for the backend: origin-form URI, HTTP/1.1, no hop-by-hop headers,
-/// Host kept, forwarding headers set.
-///
-/// The Host sent is the one the request was routed by (`host::routing_host`): an absolute-form target's
-/// authority replaces the Host header (RFC 9112 §3.2.2), and a request without one (HTTP/1.0) gets an
-/// empty Host, since the backend is spoken to in HTTP/1.1, where Host is required (§3.2).
-pub fn prepare_head(parts: &mut http::request::Parts, client: &ClientAddr) {
-    let target_authority = match (parts.uri.scheme(), parts.uri.authority()) {
-        (Some(_), Some(authority)) => HeaderValue::from_str(authority.as_str()).ok(),
-        _ => None,
-    };
-    let host = target_authority.or_else(|| parts.headers.get(HOST).cloned());
-    remove_hop_by_hop(&mut parts.headers);
-    set_forwarded(&mut parts.headers, client, host.as_ref());
-    if host.is_none() {
-        parts.headers.insert(HOST, HeaderValue::from_static(""));
-    }
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::from(path);
-    }
-    parts.version = Version::HTTP_11;
-    // why: extensions are per-connection state of the client side (e.g. hyper's upgrade handle).
-    parts.extensions.clear();
 }
 
 async fn forward(
@@ -103,29 +71,17 @@ async fn forward(
     client: &ClientAddr,
     req: Request<Incoming>,
     route: &Route,
+    key: Option<u64>,
     picked: &mut Option<Pick>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     prepare_head(&mut parts, client);
     let mut req = Request::from_parts(parts, body);
 
-    // why a fixed array: no allocation for the handful of addresses tried.
-    let mut tried = [SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)); MAX_TRIES];
-    let mut attempts = 0;
-    let mut last_error = None;
+    let mut attempts = Attempts::new();
     let (response, sender, lease) = loop {
-        let next = (attempts < MAX_TRIES).then(|| shared.balancer.pick_explained(route, &tried[..attempts]));
-        let lease = match next.flatten() {
-            Some((lease, pick)) => {
-                *picked = Some(pick);
-                lease
-            }
-            None => return Err(last_error.unwrap_or(ProxyError::NoEndpoint)),
-        };
+        let lease = attempts.next(shared, route, key, picked)?;
         let addr = lease.addr();
-        tried[attempts] = addr;
-        attempts += 1;
-        Span::current().record("endpoint", tracing::field::display(addr));
 
         if let Some(mut sender) = shared.pool.checkout(addr) {
             match tokio::time::timeout(RESPONSE_HEADER_TIMEOUT, sender.try_send_request(req)).await {
@@ -146,8 +102,7 @@ async fn forward(
                 stream
             }
             Err(error) => {
-                note_connect_failure(shared, addr, &error);
-                last_error = Some(ProxyError::Connect(error));
+                attempts.failed(shared, addr, error);
                 continue;
             }
         };
@@ -173,17 +128,4 @@ fn relay_response(
     debug!(status = parts.status.as_u16(), "backend answered");
     shared.pool.checkin(addr, sender);
     Ok(Response::from_parts(parts, ProxyBody::relayed(body, Some(lease))))
-}
-
-/// Counts a failed connect for ejection; an ejection is something an operator should see.
-pub fn note_connect_failure(shared: &Shared, addr: SocketAddr, error: &std::io::Error) {
-    debug!(endpoint = %addr, %error, "connect failed");
-    if shared.balancer.connect_failed(addr) {
-        warn!(
-            endpoint = %addr,
-            %error,
-            seconds = super::balancer::EJECTION.as_secs(),
-            "endpoint ejected after repeated connect failures"
-        );
-    }
 }

@@ -12,7 +12,8 @@
 use std::net::IpAddr;
 
 use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, Version};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -125,6 +126,32 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientAddr, host: Option<
             headers.remove(&X_FORWARDED_HOST);
         }
     }
+}
+
+/// Rewrites the client's request head for the backend: origin-form URI, HTTP/1.1, no hop-by-hop headers,
+/// Host kept, forwarding headers set.
+///
+/// The Host sent is the one the request was routed by (`host::routing_host`): an absolute-form target's
+/// authority replaces the Host header (RFC 9112 §3.2.2), and a request without one (HTTP/1.0) gets an
+/// empty Host, since the backend is spoken to in HTTP/1.1, where Host is required (§3.2).
+pub fn prepare_head(parts: &mut http::request::Parts, client: &ClientAddr) {
+    let target_authority = match (parts.uri.scheme(), parts.uri.authority()) {
+        (Some(_), Some(authority)) => HeaderValue::from_str(authority.as_str()).ok(),
+        _ => None,
+    };
+    let host = target_authority.or_else(|| parts.headers.get(HOST).cloned());
+    remove_hop_by_hop(&mut parts.headers);
+    set_forwarded(&mut parts.headers, client, host.as_ref());
+    if host.is_none() {
+        parts.headers.insert(HOST, HeaderValue::from_static(""));
+    }
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path);
+    }
+    parts.version = Version::HTTP_11;
+    // why: extensions are per-connection state of the client side (e.g. hyper's upgrade handle).
+    parts.extensions.clear();
 }
 
 /// Whether a comma-separated header contains `token` (case-insensitive), across every value it has.

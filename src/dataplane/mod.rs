@@ -1,22 +1,19 @@
-//! The dataplane: an HTTP/1.1 listener that routes by host and path, proxies plain requests and
-//! tunnels WebSockets. It reads the route table and nothing else of the controller.
+//! The dataplane: HTTP/1.1 listeners that route by host and path, proxy plain requests and tunnel
+//! WebSockets. It reads the route table and nothing else of the controller.
 //!
-//! The life of a request, phase by phase:
+//! The life of a request, phase by phase (`pipeline`; each codec only reads a head and writes the
+//! answer):
 //!
 //! ```text
-//!   accept ──► read head (≤ 64 KiB, ≤ 30 s) ──► load table once ──► lookup(host, path)
-//!                                                     │ no route: 404
-//!              ┌──────────────────────────────────────┴───────────────────────┐
-//!        plain request                                              Upgrade: websocket
-//!   strip hop-by-hop, X-Forwarded-*                           validate handshake (400 / 426)
-//!   pick endpoint ─ none: 503                                 pick endpoint ─ none: 503
-//!   pooled or new connection                                  new connection ─ refused: next, then 502
-//!     ─ refused: next endpoint, then 502                      send handshake, answer within
-//!   response head within 60 s (504)                             handshake_timeout (504)
-//!   relay head + stream body                                  not 101: relay; bad accept: 502
-//!                                                             101: spawn tunnel, relay 101
-//!                                                               tunnel: bytes both ways, first EOF
-//!                                                               closes both, idle timeout, metrics
+//!   accept ─ over --max-connections: closed, counted ─► PROXY protocol header (--proxy-protocol)
+//!     ─► TLS (HTTPS listener) ─► codec: the first request (`fast_upgrade`) or hyper (`server`)
+//!     ─► route: host, load the table once, lookup (404), HTTPS redirect (308)
+//!          plain request ─► forward: pick (affinity key) ─ connect ─ relay (502 / 503 / 504)
+//!          handshake ─► admit: RFC 6455 (400 / 426), Origin (403), subprotocols (400),
+//!                        limits (503 / 429 + Retry-After)
+//!                    ─► pick + connect ─► backend handshake ─► not 101: relayed, closed
+//!                    ─► switch: 101 ─► session: tunnel task (idle timeout, max lifetime, metrics)
+//!     every error ─► one rescue point: response + metrics + access line
 //! ```
 //!
 //! How it runs (each choice measured with `wsgate-bench`, see bench/README.md):
@@ -33,32 +30,40 @@
 //! connection is served by hyper as above; a WebSocket over TLS is relayed by `relay` (a plain copy
 //! loop) instead of the socket-level `tunnel`.
 //!
-//! Modules: `server` (threads, listeners, connections, drain), `tls` (HTTPS: certificate per handshake),
-//! `relay` (the byte relay for TLS WebSockets), `fast_upgrade` (the first request:
-//! handshakes without hyper), `forward` (plain HTTP), `websocket` (upgrades through hyper, and the tunnel
-//! task both paths share), `tunnel` (the byte relay), `handshake` (RFC 6455 checks), `host` (which
-//! host a request is for, RFC 9112 §3.2), `headers`
-//! (hop-by-hop and forwarding headers), `balancer` (endpoint choice and health), `pool` (backend
-//! connections), `body` (the response body type), `error` (error → response, in one place), `access`
-//! (the opt-in access log: one line per request and per WebSocket session), `redirect` (the opt-in 308
-//! from plain HTTP to HTTPS, checked right after the route lookup on the plain listener).
+//! Modules: `server` (threads, listeners, hyper's codec, drain), `conn` (what a connection carries:
+//! client, drain token, connection slot), `fast_upgrade` (the first-request codec), `pipeline` (the
+//! phases and the rescue point), `wire` (HTTP/1.1 heads and bodies wsgate writes and reads itself),
+//! `session` (the tunnel task), `forward` (plain HTTP), `tunnel` and `relay` (the byte relays),
+//! `handshake` (RFC 6455 checks), `host` (RFC 9112 §3.2), `headers` (hop-by-hop and forwarding
+//! headers), `affinity` (the consistent-hash key), `balancer` (endpoint choice and health), `limits`
+//! (per-route and per-client admission limits), `client_ip` (trusted proxies and X-Forwarded-For),
+//! `proxy_protocol` (PROXY v1/v2 headers from load balancers), `pool` (backend connections), `body`
+//! (the response body type), `error` (error → response), `access` (the opt-in access log), `redirect`
+//! (the opt-in 308 from plain HTTP to HTTPS), `tls` (certificates by SNI).
 
 mod access;
+mod affinity;
 mod balancer;
 mod body;
+pub mod client_ip;
+mod conn;
 mod error;
 mod fast_upgrade;
 mod forward;
 mod handshake;
 mod headers;
 mod host;
+mod limits;
+mod pipeline;
 mod pool;
+mod proxy_protocol;
 mod redirect;
 mod relay;
 mod server;
+mod session;
 mod tls;
 mod tunnel;
-mod websocket;
+mod wire;
 
 use std::future::Future;
 use std::io;
@@ -71,6 +76,7 @@ use crate::metrics::Metrics;
 use crate::routes::SharedTable;
 
 pub use access::AccessLog;
+pub use client_ip::TrustedProxies;
 pub use error::ProxyError;
 
 /// The proxy: cheap to clone; every clone shares the table handle, metrics, balancer state and the
@@ -90,16 +96,36 @@ pub(crate) struct Shared {
     access_log: bool,
     /// The port `https://` redirects name; `None` when the HTTPS listener is off (no redirects).
     https_redirect_port: Option<u16>,
+    /// Open client connections, capped by `--max-connections`.
+    connections: conn::Connections,
+    /// Per-route and per-client admission state.
+    limits: limits::Limits,
+    /// Peers whose `X-Forwarded-For` is believed.
+    trusted_proxies: client_ip::TrustedProxies,
+    /// Every connection starts with a PROXY protocol header.
+    proxy_protocol: bool,
 }
 
 /// Choices a [`Proxy`] is built with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyOptions {
     pub access_log: AccessLog,
     /// The HTTPS port plain-HTTP requests on routes with `Policy::https_redirect` are sent to (308).
     /// `None`: there is no HTTPS listener, so nothing is redirected.
     pub https_redirect_port: Option<u16>,
+    /// Most client connections open at once, WebSockets included (every listener together); more are
+    /// closed at accept. `None`: no limit.
+    pub max_connections: Option<usize>,
+    /// Peers (load balancers, other proxies) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Read a PROXY protocol v1/v2 header at the start of every connection (cloud load balancers).
+    pub proxy_protocol: bool,
+    /// Most per-client entries the admission limits keep besides those with open connections.
+    pub max_tracked_clients: usize,
 }
+
+/// Default of [`ProxyOptions::max_tracked_clients`].
+pub const DEFAULT_MAX_TRACKED_CLIENTS: usize = 100_000;
 
 impl Proxy {
     /// A proxy without access log.
@@ -115,6 +141,8 @@ impl Proxy {
 
     /// A proxy with every option: the access log, and the port HTTPS redirects name.
     pub fn with_options(table: SharedTable, metrics: Arc<Metrics>, options: ProxyOptions) -> Proxy {
+        let max_tracked_clients =
+            if options.max_tracked_clients == 0 { DEFAULT_MAX_TRACKED_CLIENTS } else { options.max_tracked_clients };
         Proxy {
             shared: Arc::new(Shared {
                 table,
@@ -123,8 +151,17 @@ impl Proxy {
                 pool: Arc::new(pool::Pool::new()),
                 access_log: options.access_log == AccessLog::On,
                 https_redirect_port: options.https_redirect_port,
+                connections: conn::Connections::new(options.max_connections),
+                limits: limits::Limits::new(max_tracked_clients),
+                trusted_proxies: options.trusted_proxies,
+                proxy_protocol: options.proxy_protocol,
             }),
         }
+    }
+
+    /// Client connections open now, and the `--max-connections` cap (for `/debug/routes`).
+    pub fn connections(&self) -> (usize, Option<usize>) {
+        (self.shared.connections.open(), self.shared.connections.max())
     }
 
     /// Accepts on `listener` until `shutdown` resolves; then stops accepting and waits for open

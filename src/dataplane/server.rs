@@ -2,16 +2,15 @@
 //!
 //! ```text
 //!   one thread per core, each a current-thread runtime with its own SO_REUSEPORT socket on the address:
-//!   accept ─► connection task (TCP_NODELAY)
+//!   accept ─ --max-connections reached: closed at once, counted ─► connection task (TCP_NODELAY)
+//!               ├─ --proxy-protocol: the PROXY header first (the client's address; none: closed)
 //!               ├─ HTTPS listener: TLS handshake (`tls`), then hyper as below, without fast_upgrade
-//!               ├─ first request a WebSocket handshake with a route (not redirected) ─► fast_upgrade (no hyper)
+//!               ├─ first request a WebSocket handshake ─► fast_upgrade (no hyper) ─► pipeline
 //!               └─ otherwise: hyper http1 with upgrades, header size/time limits, the bytes read so far
 //!                  put back in front
-//!               └─ per request: load the table once ─► lookup(host, path)
-//!                    ├─ no route           ─► 404
-//!                    ├─ plain listener, route redirects to HTTPS ─► 308 (`redirect`)
-//!                    ├─ Upgrade: websocket ─► websocket::proxy
-//!                    └─ otherwise          ─► forward::proxy
+//!               └─ per request (`handle`, hyper's codec):
+//!                    ├─ a handshake ─► pipeline::handshake ─► 101 + tunnel task, or an answer that closes
+//!                    └─ otherwise    ─► pipeline route phase ─► forward::proxy (or 400 / 404 / 308)
 //!
 //!   shutdown resolves ─► stop accepting ─► Draining: idle keep-alive connections close, requests in
 //!   flight finish, tunnels keep relaying ─► all drain tokens dropped, or `drain` elapsed ─► Closing:
@@ -24,9 +23,9 @@
 //! nginx, a connection, its backend socket and its tunnel live and die on one thread and never wake
 //! another. Measured with `wsgate-bench` (bench/README.md).
 //!
-//! Every connection task and every tunnel task holds a [`Drain`]: a clone of one channel sender (the
-//! channel closes when the last clone is dropped, which is how `serve` knows everything finished) plus
-//! a watch on the shutdown phase.
+//! Every connection task and every tunnel task holds a [`Drain`] (through its [`Conn`]): a clone of one
+//! channel sender (the channel closes when the last clone is dropped, which is how `serve` knows
+//! everything finished) plus a watch on the shutdown phase.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -43,17 +43,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tracing::{Instrument as _, Span, debug, debug_span, info, warn};
-
-use crate::routes::{Route, normalize_host};
+use tracing::{Instrument as _, debug, debug_span, info, warn};
 
 use super::Shared;
-use super::access::{self, Kind};
+use super::access::Kind;
 use super::body::ProxyBody;
-use super::error::ProxyError;
-use super::fast_upgrade::{self, First, Prefixed};
+use super::conn::{Conn, Drain, Phase, Prefixed, Slot};
+use super::fast_upgrade::{self, First};
 use super::headers::ClientAddr;
-use super::{forward, handshake, host, redirect, websocket};
+use super::pipeline::{self, Answer, Trail};
+use super::session::{recover, spawn_tunnel};
+use super::tunnel::Ends;
+use super::{forward, handshake, proxy_protocol};
 
 /// Largest request head (request line and headers) accepted; larger ones get 431.
 pub const MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
@@ -66,37 +67,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Backlog of the per-worker listening sockets (tokio's default for `TcpListener::bind`).
 const LISTEN_BACKLOG: i32 = 1024;
-
-/// Where the listener is in its shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Serving,
-    /// No new connections; existing ones finish their work.
-    Draining,
-    /// The drain deadline passed: close everything now.
-    Closing,
-}
-
-/// Held by every connection and tunnel task while it runs.
-#[derive(Debug, Clone)]
-pub struct Drain {
-    _token: mpsc::Sender<()>,
-    phase: watch::Receiver<Phase>,
-}
-
-impl Drain {
-    /// Whether the drain deadline has passed (what is still open is being closed).
-    pub fn is_closing(&self) -> bool {
-        *self.phase.borrow() == Phase::Closing
-    }
-}
-
-/// What every request of one client connection shares.
-#[derive(Debug)]
-struct Client {
-    addr: ClientAddr,
-    drain: Drain,
-}
 
 /// `tls`: terminate TLS with this configuration on every connection (the HTTPS listener).
 pub async fn serve(
@@ -239,9 +209,16 @@ impl Worker {
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(slot) = self.shared.connections.try_open() else {
+                            // why close at once: established connections are untouched, and a new one
+                            // waits for nothing; its client sees the close and may retry.
+                            self.shared.metrics.refused_total.with_label_values(&["", "max_connections"]).inc();
+                            debug!(%peer, "refused: --max-connections reached");
+                            continue;
+                        };
                         let drain = Drain { _token: self.token.clone(), phase: self.phase.clone() };
                         let tls = self.tls.clone();
-                        let task = connection(Arc::clone(&self.shared), Arc::clone(&self.builder), stream, peer, self.port, drain, tls);
+                        let task = connection(Arc::clone(&self.shared), Arc::clone(&self.builder), stream, peer, self.port, (drain, slot), tls);
                         let span = debug_span!("conn", peer = %peer);
                         // why not always instrument: a disabled span only costs on every poll.
                         if span.is_disabled() {
@@ -283,7 +260,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     listener_port: u16,
-    drain: Drain,
+    (drain, slot): (Drain, Slot),
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     // why: small WebSocket frames and response heads should leave at once, not wait for Nagle.
@@ -291,22 +268,34 @@ async fn connection(
         debug!(%error, "could not set TCP_NODELAY");
     }
     let mut phase = drain.phase.clone();
-    let addr = ClientAddr::new(peer.ip(), listener_port);
-    if let Some(config) = tls {
-        let Some(stream) = super::tls::accept(&config, &shared.table, &shared.metrics, stream).await else { return };
-        let client = Arc::new(Client { addr: addr.https(), drain });
-        return serve_http(shared, &builder, TokioIo::new(stream), client, phase).await;
+    let mut read = BytesMut::new();
+    let mut client_ip = peer.ip();
+    if shared.proxy_protocol {
+        match proxy_protocol::read_header(&stream, &mut read, HEADER_READ_TIMEOUT).await {
+            Ok(Some(source)) => client_ip = source.ip(),
+            Ok(None) => {}
+            Err(error) => {
+                debug!(%error, "no valid PROXY protocol header; closing");
+                shared.metrics.refused_total.with_label_values(&["", "proxy_protocol"]).inc();
+                return;
+            }
+        }
     }
-    let (stream, prefix) = match fast_upgrade::read_first(&stream, &mut phase).await {
+    let addr = ClientAddr::new(client_ip, listener_port);
+    if let Some(config) = tls {
+        let Some(stream) = super::tls::accept(&config, &shared.table, &shared.metrics, stream, read).await else {
+            return;
+        };
+        let conn = Conn::new(addr.https(), drain, slot);
+        return serve_http(shared, &builder, TokioIo::new(stream), conn, phase).await;
+    }
+    let conn = Conn::new(addr, drain, slot);
+    let prefix = match fast_upgrade::read_first(&stream, &mut phase, read).await {
         First::Gone => return,
-        First::Other(prefix) => (stream, prefix),
-        First::Upgrade(head) => match fast_upgrade::proxy(&shared, &addr, &drain, stream, head).await {
-            None => return,
-            Some(handed_back) => handed_back,
-        },
+        First::Other(prefix) => prefix,
+        First::Upgrade(head) => return fast_upgrade::serve(&shared, &conn, stream, head).await,
     };
-    let client = Arc::new(Client { addr, drain });
-    serve_http(shared, &builder, TokioIo::new(Prefixed::new(prefix, stream)), client, phase).await;
+    serve_http(shared, &builder, TokioIo::new(Prefixed::new(prefix, stream)), conn, phase).await;
 }
 
 /// Serves HTTP/1.1 with hyper on one client connection (plain or TLS) until it ends or the drain says so.
@@ -314,14 +303,14 @@ async fn serve_http<I>(
     shared: Arc<Shared>,
     builder: &http1::Builder,
     io: I,
-    client: Arc<Client>,
+    conn: Arc<Conn>,
     mut phase: watch::Receiver<Phase>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
-        let client = Arc::clone(&client);
+        let conn = Arc::clone(&conn);
         let span = debug_span!(
             "request",
             method = %req.method(),
@@ -329,7 +318,7 @@ async fn serve_http<I>(
             route = tracing::field::Empty,
             endpoint = tracing::field::Empty,
         );
-        async move { Ok::<_, Infallible>(handle(&shared, &client, req).await) }.instrument(span)
+        async move { Ok::<_, Infallible>(handle(&shared, &conn, req).await) }.instrument(span)
     });
     // why boxed: hyper's connection state is large; inline it would make every connection task (and its
     // spawn-time copy) that large, WebSocket handshakes on the fast path included.
@@ -360,83 +349,43 @@ async fn serve_http<I>(
     }
 }
 
-/// Routes one request: loads the table once, then hands the request to the WebSocket or HTTP path.
-async fn handle(shared: &Arc<Shared>, client: &Client, req: Request<Incoming>) -> Response<ProxyBody> {
-    let upgrade = handshake::wants_websocket(req.headers());
-    let kind = if upgrade { Kind::WebSocket } else { Kind::Http };
-    let (route, access) = {
-        let host = match host::routing_host(req.method(), req.version(), req.uri(), req.headers()) {
-            Ok(host) => host,
-            Err(error) => {
-                let access = shared
-                    .access_log
-                    .then(|| access::Request::new(kind, &client.addr, req.method(), "", req.uri().path()));
-                return refuse(shared, error, upgrade, access);
-            }
+/// hyper's codec of the decision pipeline: a handshake goes to `pipeline::handshake`, a plain request
+/// through the route phase to `forward`.
+async fn handle(shared: &Arc<Shared>, conn: &Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    if handshake::wants_websocket(req.headers()) {
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        // The body is never read: a handshake announcing one is refused.
+        let (parts, _body) = req.into_parts();
+        return match pipeline::handshake(shared, conn, parts).await {
+            Answer::Switched(switched) => switch(*switched, client_upgrade),
+            Answer::Respond(reply) => reply.into_response(),
         };
-        let path = req.uri().path();
-        let access = shared
-            .access_log
-            .then(|| access::Request::new(kind, &client.addr, req.method(), &normalize_host(host), path));
-        let table = shared.table.load();
-        shared.balancer.observe(&table);
-        match table.lookup(host, path) {
-            Some(route) => {
-                if let Some(location) = redirect::target(shared, client.addr.is_https(), route, host, req.uri()) {
-                    Span::current().record("route", &*route.id);
-                    return redirected(shared, route, location, access);
-                }
-                (Arc::clone(route), access)
+    }
+    let mut trail = Trail::new(Kind::Http);
+    let (parts, body) = req.into_parts();
+    match trail.route(shared, conn, &parts) {
+        Ok(route) => forward::proxy(shared, conn, Request::from_parts(parts, body), &route, trail).await,
+        Err(stop) => trail.stop(shared, stop, false).into_response(),
+    }
+}
+
+/// Answers 101 and starts the tunnel task, which waits for hyper to hand over the client's socket.
+///
+/// why spawn before answering: the task must already be waiting when hyper performs the upgrade.
+fn switch(switched: pipeline::Switched, client_upgrade: hyper::upgrade::OnUpgrade) -> Response<ProxyBody> {
+    let pipeline::Switched { headers, backend, backend_buffered, setup } = switched;
+    spawn_tunnel(async move {
+        match client_upgrade.await.map(recover) {
+            Ok(Ok((client, client_buffered))) => {
+                setup.run(Ends { client, client_buffered, backend, backend_buffered }).await;
             }
-            None => {
-                let error = ProxyError::NoRoute { host: normalize_host(host).into_owned(), path: path.to_string() };
-                return refuse(shared, error, upgrade, access);
-            }
+            // The client came over TLS: its bytes must go through rustls.
+            Ok(Err(client)) => setup.relay(TokioIo::new(client), backend, backend_buffered).await,
+            Err(error) => debug!(%error, "upgrade did not complete"),
         }
-    };
-    Span::current().record("route", &*route.id);
-    if upgrade {
-        websocket::proxy(shared, &client.addr, &client.drain, req, &route, access).await
-    } else {
-        forward::proxy(shared, &client.addr, req, &route, access).await
-    }
-}
-
-/// Answers a request on a route that redirects plain HTTP to HTTPS (WebSocket handshakes included):
-/// counted in `http_requests_total` with status 308.
-fn redirected(
-    shared: &Shared,
-    route: &Route,
-    location: http::HeaderValue,
-    access: Option<Box<access::Request>>,
-) -> Response<ProxyBody> {
-    debug!(route = %route.id, "redirected to https");
-    let response = redirect::response(location);
-    shared.metrics.http_requests_total.with_label_values(&[&*route.id, response.status().as_str()]).inc();
-    if let Some(access) = access {
-        access::answered(&access, response.status().as_u16(), Some(route), None, access::Bytes::default());
-    }
-    response
-}
-
-/// Answers a request refused before it has a route (a bad Host, no matching route); counted with the
-/// empty route label.
-fn refuse(
-    shared: &Shared,
-    error: ProxyError,
-    upgrade: bool,
-    access: Option<Box<access::Request>>,
-) -> Response<ProxyBody> {
-    forward::log_failure(&error);
-    let outcome = error.upgrade_outcome();
-    let response = error.into_response(upgrade);
-    if upgrade {
-        shared.metrics.websocket_upgrades_total.with_label_values(&["", outcome.as_str()]).inc();
-    } else {
-        shared.metrics.http_requests_total.with_label_values(&["", response.status().as_str()]).inc();
-    }
-    if let Some(access) = access {
-        access::answered(&access, response.status().as_u16(), None, None, access::Bytes::default());
-    }
+    });
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    *response.headers_mut() = headers;
     response
 }

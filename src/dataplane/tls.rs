@@ -19,6 +19,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
@@ -28,6 +29,8 @@ use tracing::debug;
 
 use crate::metrics::{Metrics, TlsFailure};
 use crate::routes::SharedTable;
+
+use super::conn::Prefixed;
 
 /// Time a client has to complete the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,13 +66,17 @@ pub fn server_config(table: SharedTable) -> io::Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(config))
 }
 
-/// Runs the server side of a TLS handshake; `None` when it failed (counted, logged at debug).
+/// Runs the server side of a TLS handshake; `None` when it failed (counted, logged at debug). `read`
+/// is what was already read from the socket (after a PROXY protocol header): the start of the
+/// ClientHello.
 pub async fn accept(
     config: &Arc<rustls::ServerConfig>,
     table: &SharedTable,
     metrics: &Metrics,
     stream: TcpStream,
-) -> Option<TlsStream<TcpStream>> {
+    read: BytesMut,
+) -> Option<TlsStream<Prefixed>> {
+    let stream = Prefixed::new(read.freeze(), stream);
     let failed = |reason: TlsFailure, error: &dyn std::fmt::Display| {
         metrics.tls_handshake_failures_total.with_label_values(&[reason.as_str()]).inc();
         debug!(reason = reason.as_str(), %error, "TLS handshake failed");

@@ -70,6 +70,8 @@ pub enum End {
     BackendClosed,
     /// Neither side sent a byte for the idle timeout.
     IdleTimeout,
+    /// The route's max lifetime passed (see `session`).
+    MaxLifetime,
 }
 
 /// The counters one direction flushes into.

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub mod policy;
+pub mod ring;
 pub mod tls;
 
 pub use policy::{
@@ -171,7 +172,7 @@ pub struct Endpoint {
 }
 
 /// A weighted group of endpoints: one Service port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Backend {
     /// `namespace/service:port`, for logs and inspection.
     pub name: String,
@@ -179,6 +180,10 @@ pub struct Backend {
     pub weight: u32,
     /// Ready endpoints, sorted; may be empty (the route then answers 503).
     pub endpoints: Vec<Endpoint>,
+    /// The consistent-hash ring over `endpoints`, built by [`RouteTable::new`] for routes that hash
+    /// (a function of the endpoints alone, so every replica builds the same one).
+    #[serde(skip)]
+    pub ring: Option<Arc<ring::Ring>>,
 }
 
 /// A host + path matcher with its backends and policy.
@@ -205,8 +210,9 @@ impl RouteTable {
     /// routes have the same host and path matcher, the first one given wins (the compiler passes them
     /// oldest first and reports the conflict itself).
     pub fn new(routes: Vec<Route>, default_backend: Option<Route>) -> RouteTable {
+        let default_backend = default_backend.map(with_rings);
         let mut table = RouteTable { default_backend: default_backend.map(Arc::new), ..RouteTable::default() };
-        for route in routes {
+        for route in routes.into_iter().map(with_rings) {
             let group = match &route.host {
                 HostMatch::Any => &mut table.any_host,
                 HostMatch::Exact(h) => table.exact.entry(h.clone()).or_default(),
@@ -330,6 +336,17 @@ impl RouteTable {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.any_host.is_empty() && self.default_backend.is_none()
     }
+}
+
+/// Builds the rings of a consistent-hash route's backends (other routes need none).
+fn with_rings(mut route: Route) -> Route {
+    if matches!(route.policy.load_balancing, LoadBalancing::ConsistentHash(_)) {
+        for backend in &mut route.backends {
+            let addrs: Vec<SocketAddr> = backend.endpoints.iter().map(|e| e.addr).collect();
+            backend.ring = Some(Arc::new(ring::Ring::new(&addrs)));
+        }
+    }
+    route
 }
 
 /// Most skipped candidates an [`Explanation`] lists; the rest are only counted.
@@ -487,6 +504,7 @@ mod tests {
                     .iter()
                     .map(|p| Endpoint { addr: SocketAddr::from(([127, 0, 0, 1], *p)) })
                     .collect(),
+                ring: None,
             }],
             policy: Policy::default(),
         }

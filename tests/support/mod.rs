@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::handshake::client::Response as WsResponse;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use wsgate::dataplane::Proxy;
+use wsgate::dataplane::{Proxy, ProxyOptions};
 use wsgate::metrics::Metrics;
 use wsgate::routes::{
     Backend, Endpoint, HostMatch, PathMatch, Policy, Route, RouteTable, SharedTable, Source, SourceKind,
@@ -142,6 +142,7 @@ pub fn backend(name: &str, weight: u32, endpoints: &[SocketAddr]) -> Backend {
         name: name.to_string(),
         weight,
         endpoints: endpoints.iter().map(|addr| Endpoint { addr: *addr }).collect(),
+        ring: None,
     }
 }
 
@@ -177,9 +178,14 @@ impl Gateway {
     }
 
     pub async fn start_with_drain(table: RouteTable, drain: Duration) -> Gateway {
+        Gateway::start_with(table, drain, ProxyOptions::default()).await
+    }
+
+    /// A gateway built with `options` (limits, trusted proxies, PROXY protocol, ...).
+    pub async fn start_with(table: RouteTable, drain: Duration, options: ProxyOptions) -> Gateway {
         let shared: SharedTable = Arc::new(ArcSwap::from_pointee(table));
         let metrics = Arc::new(Metrics::new());
-        let proxy = Proxy::new(Arc::clone(&shared), Arc::clone(&metrics));
+        let proxy = Proxy::with_options(Arc::clone(&shared), Arc::clone(&metrics), options);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (tx, rx) = oneshot::channel::<()>();

@@ -21,6 +21,15 @@ identity come from the POD_NAMESPACE and POD_NAME environment variables (downwar
 {{- if $c.accessLog }}
 - "--access-log=on"
 {{- end }}
+{{- if gt (int $c.maxConnections) 0 }}
+- {{ printf "--max-connections=%d" (int $c.maxConnections) | quote }}
+{{- end }}
+{{- with $c.trustedProxies }}
+- {{ printf "--trusted-proxies=%s" (join "," .) | quote }}
+{{- end }}
+{{- if $c.proxyProtocol }}
+- "--proxy-protocol"
+{{- end }}
 - {{ printf "--lease-name=%s" (include "wsgate.leaseName" .) | quote }}
 {{- with $c.watchNamespace }}
 - {{ printf "--namespace=%s" . | quote }}

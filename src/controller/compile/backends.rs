@@ -93,7 +93,7 @@ impl<'s> ServiceIndex<'s> {
     pub fn resolve(&self, namespace: &str, service: &str, port: &PortRef, weight: u32) -> Resolution {
         let name = format!("{namespace}/{service}:{port}");
         let unresolved = |reason, site, message| Resolution {
-            backend: Backend { name: name.clone(), weight, endpoints: Vec::new() },
+            backend: Backend { name: name.clone(), weight, endpoints: Vec::new(), ring: None },
             problem: Some(Problem { reason, site, message }),
         };
         let Some(svc) = self.services.get(&(namespace, service)) else {
@@ -129,7 +129,7 @@ impl<'s> ServiceIndex<'s> {
         };
         let port_name = service_port.name.as_deref().unwrap_or("");
         let endpoints = self.ready_endpoints(namespace, service, port_name);
-        Resolution { backend: Backend { name, weight, endpoints }, problem: None }
+        Resolution { backend: Backend { name, weight, endpoints, ring: None }, problem: None }
     }
 
     /// Ready addresses of the Service's slices, on the slice port named like the Service port.

@@ -1,0 +1,210 @@
+//! The session phase: an upgraded WebSocket, from its 101 to its end, whichever codec switched it.
+//!
+//! ```text
+//!   TunnelSetup (taken when the 101 is relayed: lease, permit, metrics, meters, timeouts, Conn)
+//!     ├─ client a plain TCP socket ─► Tunnel (readiness relay, per-thread buffer)
+//!     └─ client over TLS           ─► relay (poll loop through rustls)
+//!   ends: either side closes, idle timeout, max lifetime, I/O error, or the drain deadline drops it
+//! ```
+//!
+//! The task owns everything it needs and never looks at the route table again, so table swaps cannot
+//! touch it. The endpoint lease, the admission permit and the connection's slot are held until it ends.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use prometheus::{Histogram, IntGauge};
+use tokio::net::TcpStream;
+use tracing::{Instrument as _, Span, debug};
+
+use crate::metrics::Direction;
+use crate::routes::Route;
+
+use super::Shared;
+use super::access::Session;
+use super::balancer::Lease;
+use super::conn::{Conn, Prefixed};
+use super::limits::Permit;
+use super::tunnel::{End, Ends, Meter, Tunnel};
+
+/// Everything a tunnel task owns besides its sockets.
+pub struct TunnelSetup {
+    lease: Lease,
+    /// The route's (and client's) admission slots, when the route has limits.
+    permit: Option<Permit>,
+    session: SessionMetrics,
+    /// The access line, written when the session ends (`None` with the access log off).
+    access: Option<Box<Session>>,
+    upstream: Meter,
+    downstream: Meter,
+    idle_timeout: Duration,
+    max_lifetime: Option<Duration>,
+    /// The drain token and the `--max-connections` slot of the client connection.
+    conn: Arc<Conn>,
+}
+
+impl TunnelSetup {
+    pub fn new(
+        shared: &Shared,
+        conn: &Arc<Conn>,
+        route: &Route,
+        lease: Lease,
+        permit: Option<Permit>,
+        access: Option<Box<Session>>,
+    ) -> TunnelSetup {
+        let metrics = &shared.metrics;
+        let id: &str = &route.id;
+        let session = SessionMetrics::open(
+            metrics.websocket_connections_active.with_label_values(&[id]),
+            metrics.websocket_connection_duration_seconds.with_label_values(&[id]),
+        );
+        let upstream = Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Upstream.as_str()]));
+        let downstream =
+            Meter::new(metrics.proxied_bytes_total.with_label_values(&[id, Direction::Downstream.as_str()]));
+        TunnelSetup {
+            lease,
+            permit,
+            session,
+            access,
+            upstream,
+            downstream,
+            idle_timeout: route.policy.idle_timeout,
+            max_lifetime: route.policy.max_lifetime,
+            conn: Arc::clone(conn),
+        }
+    }
+
+    /// Sets the access line the session writes when it ends.
+    pub fn set_access(&mut self, access: Box<Session>) {
+        self.access = Some(access);
+    }
+
+    /// Relays until either side closes, the idle timeout, the max lifetime or an I/O error. At the drain
+    /// deadline the worker's runtime is dropped with this task in it, which closes both sockets.
+    pub async fn run(self, ends: Ends) {
+        // why the drain is not watched here: a `select!` on the drain phase re-polls that future (a lock
+        // in tokio's Notify) on every wake-up of a busy tunnel, i.e. for every relayed message; the
+        // worker's runtime closes what is left at the deadline instead (`server::Worker::serve`).
+        let TunnelSetup {
+            lease: _lease,
+            permit: _permit,
+            session: _session,
+            access,
+            upstream,
+            downstream,
+            idle_timeout,
+            max_lifetime,
+            conn: _conn,
+        } = self;
+        let mut tunnel = Tunnel::new(ends, idle_timeout, upstream, downstream);
+        let end = within_lifetime(max_lifetime, &mut tunnel).await;
+        let (up, down) = tunnel.totals();
+        match &end {
+            Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "tunnel closed"),
+            Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
+        }
+        if let Some(mut access) = access {
+            access.close(&end, up, down);
+        }
+    }
+
+    /// Like [`run`](TunnelSetup::run) for a client that is not a plain TCP socket (TLS): relays with the
+    /// generic copy loop, with the same timeouts, metrics and drain.
+    pub async fn relay(self, client: TokioIo<Upgraded>, backend: TcpStream, backend_buffered: Bytes) {
+        let TunnelSetup {
+            lease: _lease,
+            permit: _permit,
+            session: _session,
+            access,
+            mut upstream,
+            mut downstream,
+            idle_timeout,
+            max_lifetime,
+            conn: _conn,
+        } = self;
+        let relay =
+            super::relay::relay(client, backend, backend_buffered, idle_timeout, &mut upstream, &mut downstream);
+        let end = within_lifetime(max_lifetime, relay).await;
+        upstream.flush();
+        downstream.flush();
+        let (up, down) = (upstream.total(), downstream.total());
+        match &end {
+            Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "TLS tunnel closed"),
+            Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "TLS tunnel closed by an I/O error"),
+        }
+        if let Some(mut access) = access {
+            access.close(&end, up, down);
+        }
+    }
+}
+
+/// Runs a relay, ending it with [`End::MaxLifetime`] once `max_lifetime` has passed.
+///
+/// why a timeout only when set: the timer is polled on every wake-up of a busy relay; routes without
+/// a max lifetime keep the relay's own single timer.
+async fn within_lifetime(
+    max_lifetime: Option<Duration>,
+    relay: impl Future<Output = io::Result<End>>,
+) -> io::Result<End> {
+    match max_lifetime {
+        None => relay.await,
+        Some(limit) => tokio::time::timeout(limit, relay).await.unwrap_or(Ok(End::MaxLifetime)),
+    }
+}
+
+/// Spawns a tunnel task on this thread's runtime.
+pub fn spawn_tunnel(task: impl Future<Output = ()> + Send + 'static) {
+    // why not always instrument: with debug spans off (the default), the wrapper is pure overhead on
+    // every poll of a long-lived, busy task.
+    let span = Span::current();
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
+    }
+}
+
+/// Recovers the client's TCP socket (and bytes read past the handshake) from hyper's upgraded
+/// connection, served over `TokioIo<Prefixed>` (see `fast_upgrade`). A client served over TLS is handed
+/// back as it is (`Err`).
+///
+/// why copy the leftovers: hyper's `read_buf` is a view into its whole read buffer (8 KiB or more);
+/// keeping it would keep that buffer alive for the tunnel's life. The leftovers are usually empty.
+pub fn recover(upgraded: Upgraded) -> Result<(TcpStream, Bytes), Upgraded> {
+    let parts = upgraded.downcast::<TokioIo<Prefixed>>()?;
+    let (stream, unread) = parts.io.into_inner().into_parts();
+    let leftovers = if unread.is_empty() && parts.read_buf.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::from([&unread[..], &parts.read_buf[..]].concat())
+    };
+    Ok((stream, leftovers))
+}
+
+/// An open tunnel as the metrics see it: the gauge is up while it exists, its lifetime is observed when
+/// it goes.
+struct SessionMetrics {
+    active: IntGauge,
+    duration: Histogram,
+    opened: Instant,
+}
+
+impl SessionMetrics {
+    fn open(active: IntGauge, duration: Histogram) -> SessionMetrics {
+        active.inc();
+        SessionMetrics { active, duration, opened: Instant::now() }
+    }
+}
+
+impl Drop for SessionMetrics {
+    fn drop(&mut self) {
+        // why this order: whoever sees the gauge go down (a scrape, a test) also sees the duration.
+        self.duration.observe(self.opened.elapsed().as_secs_f64());
+        self.active.dec();
+    }
+}
