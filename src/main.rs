@@ -203,8 +203,11 @@ fn check(args: &CheckArgs) -> ExitCode {
     for error in &loaded.errors {
         println!("error: {error}");
     }
+    let mut warnings = loaded.warnings.len();
+    for warning in &loaded.warnings {
+        println!("warning: {warning}");
+    }
     let compiled = compile(&loaded.snapshot, &CompileOptions { ingress_class: args.ingress_class.clone() });
-    let mut warnings = 0;
     for diagnostic in &compiled.report.diagnostics {
         match diagnostic.severity {
             Severity::Error => {

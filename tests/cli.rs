@@ -1,6 +1,10 @@
 //! The command line as a user meets it: clear errors for bad setups, and the printing subcommands.
 
+mod support;
+
 use std::process::{Command, Output};
+
+use support::Folder;
 
 fn wsgate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wsgate"));
@@ -50,4 +54,31 @@ fn crd_prints_the_committed_crd() {
     let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/websocketroutes.wsgate.dev.yaml"))
         .expect("committed CRD");
     assert_eq!(out.stdout, committed);
+}
+
+#[test]
+fn check_warns_about_a_misspelled_field_and_still_passes() {
+    let folder = Folder::new("cli-unknown-field");
+    folder.write(
+        "route.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: chat}\nspec: {ports: [{name: ws, port: 80}]}\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {name: chat-1, labels: {kubernetes.io/service-name: chat}}\naddressType: IPv4\n\
+         ports: [{name: ws, port: 9001}]\nendpoints: [{addresses: [127.0.0.1]}]\n---\n\
+         apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: chat}\n\
+         spec:\n  hostname: [chat.example.com]\n  backends: [{service: {name: chat, port: ws}}]\n",
+    );
+    let dir = folder.0.to_str().expect("utf-8 path");
+    let out = wsgate(&["check", dir], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "warnings do not fail the check: {stdout}");
+    let route = folder.0.join("route.yaml");
+    let expected = format!(
+        "warning: {}: document 3: WebSocketRoute default/chat: unknown field \"spec.hostname\" (ignored)",
+        route.display()
+    );
+    assert!(stdout.lines().any(|line| line == expected), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    // The route is served (for every host, as `hostnames` is unset), and the one warning is counted.
+    assert_eq!(last, format!("{dir}: 1 route(s), 0 error(s), 1 warning(s)"), "{stdout}");
 }

@@ -3,8 +3,10 @@
 //! ```text
 //!   DIR/*.yaml ──inotify──► debounce ──► load_dir ──► compile ──► Publisher
 //!                                           │
-//!                                           └─ a broken document: report file, document and reason;
-//!                                              publish nothing, the last good table keeps serving
+//!                                           ├─ a broken document: report file, document and reason;
+//!                                           │  publish nothing, the last good table keeps serving
+//!                                           └─ an unknown field: warn with its path; the object is
+//!                                              served without it (no strict rejection: see README)
 //! ```
 
 use std::collections::BTreeSet;
@@ -85,6 +87,11 @@ fn rebuild(dir: &Path, options: &CompileOptions, publisher: &mut Publisher, repo
             return;
         }
     };
+    // why: logged on every reload that finds them, like load errors (and before them, so a reload that
+    // is rejected still names them); they are not configuration errors, so no metric counts them.
+    for warning in &loaded.warnings {
+        tracing::warn!(%warning, "unknown manifest field ignored; the object is still served");
+    }
     if !loaded.errors.is_empty() {
         for error in &loaded.errors {
             tracing::warn!(%error, "manifest rejected; keeping the last good route table");
