@@ -229,9 +229,6 @@ fn check(args: &CheckArgs) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    if args.proxy_protocol {
-        anyhow::bail!("--proxy-protocol is not implemented yet (next session)");
-    }
     let compile = CompileOptions { ingress_class: args.ingress_class };
     let source = match args.manifests {
         Some(dir) => Source::Manifests { dir, compile },

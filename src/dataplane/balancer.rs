@@ -21,6 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::routes::ring::load_bound;
+
+/// Connections an endpoint may hold above the consistent-hash load bound before a key is diverted
+/// from it. Why: at low load the bound is one or two connections, and a client that reconnects
+/// while its previous connection is still being closed would otherwise be moved to another pod
+/// (and replicas, each counting only its own connections, would disagree). A constant, so at load
+/// the bound is still (1 + ε) times the mean.
+pub const LOAD_BOUND_SLACK: usize = 2;
 use crate::routes::{Backend, LoadBalancing, Route, RouteTable};
 
 /// Consecutive failed connects after which an endpoint is ejected.
@@ -236,7 +243,7 @@ impl Balancer {
         {
             let endpoints = &backend.endpoints;
             let open: usize = endpoints.iter().map(|e| inner.active(&e.addr)).sum();
-            let bound = load_bound(open, endpoints.len(), hash.load_bound_percent);
+            let bound = load_bound(open, endpoints.len(), hash.load_bound_percent) + LOAD_BOUND_SLACK;
             let usable = |i: usize| {
                 let addr = endpoints[i].addr;
                 let skipped = tried.contains(&addr) || (healthy_only && inner.is_ejected(&addr, now));

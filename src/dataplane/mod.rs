@@ -120,7 +120,8 @@ pub struct ProxyOptions {
     pub trusted_proxies: TrustedProxies,
     /// Read a PROXY protocol v1/v2 header at the start of every connection (cloud load balancers).
     pub proxy_protocol: bool,
-    /// Most per-client entries the admission limits keep besides those with open connections.
+    /// Most per-client entries the admission limits keep, busy ones included (0: the default). When
+    /// every entry is busy, a new client is held only to the route's cap (logged at warn).
     pub max_tracked_clients: usize,
 }
 

@@ -257,7 +257,7 @@ fn is_per_connection(error: &io::Error) -> bool {
 async fn connection(
     shared: Arc<Shared>,
     builder: Arc<http1::Builder>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     listener_port: u16,
     (drain, slot): (Drain, Slot),
@@ -271,7 +271,7 @@ async fn connection(
     let mut read = BytesMut::new();
     let mut client_ip = peer.ip();
     if shared.proxy_protocol {
-        match proxy_protocol::read_header(&stream, &mut read, HEADER_READ_TIMEOUT).await {
+        match proxy_protocol::read_header(&mut stream, &mut read, HEADER_READ_TIMEOUT).await {
             Ok(Some(source)) => client_ip = source.ip(),
             Ok(None) => {}
             Err(error) => {
