@@ -34,8 +34,18 @@ fn crd_schema_describes_the_spec() {
     let path_type = &spec["properties"]["path"]["properties"]["type"];
     assert_eq!(path_type["enum"], serde_json::json!(["Exact", "Prefix"]));
     let policy = &spec["properties"]["loadBalancing"]["properties"]["policy"];
-    assert_eq!(policy["enum"], serde_json::json!(["LeastConnections", "RoundRobin"]));
-    for field in ["hostnames", "path", "backends", "timeouts", "loadBalancing"] {
+    assert_eq!(policy["enum"], serde_json::json!(["LeastConnections", "RoundRobin", "ConsistentHash"]));
+    for field in [
+        "hostnames",
+        "path",
+        "backends",
+        "timeouts",
+        "loadBalancing",
+        "allowedOrigins",
+        "allowMissingOrigin",
+        "subprotocols",
+        "limits",
+    ] {
         let description = spec["properties"][field]["description"].as_str().unwrap_or_default();
         assert!(description.len() > 20, "spec.{field} needs a description for kubectl explain, got {description:?}");
     }

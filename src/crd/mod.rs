@@ -51,6 +51,31 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancing: Option<LoadBalancingSpec>,
 
+    /// Browser origins allowed to open a WebSocket on this route (cross-site WebSocket hijacking
+    /// protection, RFC 6455 §10.2): exact origins such as `https://chat.example.com` (scheme, host and
+    /// port; the scheme's default port may be omitted), wildcards such as `https://*.example.com`
+    /// (any subdomain, one or more labels, not `example.com` itself), and the literal `null` for the
+    /// opaque origin of sandboxed frames and `file:` pages. A handshake whose `Origin` is not listed is
+    /// answered 403 and no backend is contacted. Empty or omitted: every origin is allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 300)))]
+    pub allowed_origins: Vec<String>,
+
+    /// Whether a handshake without an `Origin` header is allowed when `allowedOrigins` is set. Browsers
+    /// always send `Origin`; other clients (native apps, servers, `websocat`) usually do not. Default true;
+    /// set false for a route only browsers may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_missing_origin: Option<bool>,
+
+    /// The WebSocket subprotocols (`Sec-WebSocket-Protocol`) this route speaks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subprotocols: Option<Subprotocols>,
+
+    /// Connection and handshake limits, enforced by each wsgate replica on its own (with N replicas
+    /// behind one Service, the route as a whole admits up to N times these numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ConnectionLimits>,
+
     /// TLS termination on the HTTPS listener for `hostnames`: the certificate is chosen by the SNI name
     /// the client sends, so without `hostnames` this is ignored (with a warning). The route is still
     /// served over plain HTTP too, unless `redirect` is set.
@@ -128,16 +153,43 @@ pub struct Timeouts {
     /// Default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<String>,
+    /// Age at which an established WebSocket is closed however busy it is, so clients reconnect (and
+    /// are balanced again) at least this often, e.g. `24h`. Until wsgate speaks WebSocket frames this is
+    /// a TCP close, which clients see as an abnormal close (1006). Omitted: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<String>,
 }
 
 /// Load-balancing settings.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "(has(self.policy) && self.policy == 'ConsistentHash') == has(self.hashOn)",
+        "message": "hashOn is required with policy ConsistentHash, and allowed only with it"
+    },
+    {
+        "rule": "!has(self.loadBoundPercent) || (has(self.policy) && self.policy == 'ConsistentHash')",
+        "message": "loadBoundPercent applies only to policy ConsistentHash"
+    }
+]))]
 pub struct LoadBalancingSpec {
     /// `LeastConnections` (default) sends a new connection to the endpoint with the fewest active ones,
-    /// so long-lived sockets spread evenly over new pods; `RoundRobin` rotates.
+    /// so long-lived sockets spread evenly over new pods; `RoundRobin` rotates; `ConsistentHash` sends
+    /// the same key (see `hashOn`) to the same endpoint, for sticky sessions. The ring is a function of
+    /// the endpoints alone, so every wsgate replica sends a key to the same endpoint.
     #[serde(default)]
     pub policy: LoadBalancingPolicy,
+    /// What the `ConsistentHash` key is read from. Required with `ConsistentHash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<HashOnSpec>,
+    /// Bounded load for `ConsistentHash`, in percent: no endpoint takes a new connection while it holds
+    /// more than (100 + loadBoundPercent)% of its backend's mean, so one hot key cannot overload a pod;
+    /// such a key goes to the next endpoint on the ring while its own is over the bound (each replica
+    /// counts only its own connections). 1 to 1000, default 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub load_bound_percent: Option<u32>,
 }
 
 /// A load-balancing policy.
@@ -146,6 +198,147 @@ pub enum LoadBalancingPolicy {
     #[default]
     LeastConnections,
     RoundRobin,
+    ConsistentHash,
+}
+
+/// The source of a consistent-hash key.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.type == 'SourceIP' || has(self.name)",
+        "message": "name is required for type Header, Cookie and QueryParam"
+    },
+    {
+        "rule": "self.type != 'SourceIP' || !has(self.name)",
+        "message": "name is not allowed for type SourceIP"
+    },
+    {
+        "rule": "!has(self.cookie) || self.type == 'Cookie'",
+        "message": "cookie applies only to type Cookie"
+    },
+    {
+        "rule": "!has(self.name) || self.type == 'QueryParam' || self.name.matches('^[!#$%&\\'*+.^_`|~0-9A-Za-z-]+$')",
+        "message": "a header or cookie name must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+    }
+]))]
+pub struct HashOnSpec {
+    /// `Header` (a request header, e.g. `X-User-Id`), `Cookie` (a cookie; wsgate sets it with a random
+    /// value when the client has none, on its first answer, a plain response or the 101), `QueryParam`
+    /// (a query parameter of the request URL) or `SourceIP` (the client address, see
+    /// `--trusted-proxies`). A request without the header or query parameter is balanced by least
+    /// connections.
+    #[serde(rename = "type")]
+    pub kind: HashOnType,
+    /// The header, cookie or query parameter name. Required except for `SourceIP`. Header names are
+    /// case-insensitive; cookie and query names are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub name: Option<String>,
+    /// How wsgate sets the cookie (type `Cookie` only). Omitted: `Path=/; HttpOnly`, a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<AffinityCookie>,
+}
+
+/// Where a consistent-hash key comes from.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum HashOnType {
+    Header,
+    Cookie,
+    QueryParam,
+    #[serde(rename = "SourceIP")]
+    SourceIp,
+}
+
+/// Attributes of the affinity cookie wsgate sets.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.sameSite) || self.sameSite != 'None' || (has(self.secure) && self.secure)",
+        "message": "sameSite None requires secure: true (browsers drop such cookies otherwise)"
+    }
+]))]
+pub struct AffinityCookie {
+    /// `Path` attribute; must start with `/`. Default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: Option<String>,
+    /// `Max-Age`, as a duration such as `1h` or `48h`. Omitted: a session cookie, dropped when the
+    /// browser closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    /// `Secure` attribute: sent over HTTPS only. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    /// `HttpOnly` attribute: hidden from page scripts. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_only: Option<bool>,
+    /// `SameSite` attribute: `Strict`, `Lax` or `None` (which requires `secure`). Omitted: not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<SameSiteSpec>,
+}
+
+/// The `SameSite` cookie attribute.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SameSiteSpec {
+    Strict,
+    Lax,
+    None,
+}
+
+/// Subprotocols a route speaks.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.allowed.all(p, p.matches('^[!#$%&\\'*+.^_`|~0-9A-Za-z-]+$'))",
+        "message": "a subprotocol name must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+    }
+]))]
+pub struct Subprotocols {
+    /// The subprotocol names the backend speaks, e.g. `graphql-transport-ws`. Offered names that are
+    /// not listed are not forwarded to the backend.
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 128)))]
+    pub allowed: Vec<String>,
+    /// A client must offer one of `allowed`, else its handshake is answered 400. Default true; when
+    /// false, a client offering none is proxied without `Sec-WebSocket-Protocol`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+}
+
+/// Limits on a route's WebSockets, per wsgate replica. Omitted: no limit.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.handshakeBurstPerClient) || has(self.handshakesPerSecondPerClient)",
+        "message": "handshakeBurstPerClient needs handshakesPerSecondPerClient"
+    },
+    {
+        "rule": "!has(self.handshakeBurstPerClient) || !has(self.handshakesPerSecondPerClient) || self.handshakeBurstPerClient >= self.handshakesPerSecondPerClient",
+        "message": "handshakeBurstPerClient must be at least handshakesPerSecondPerClient"
+    }
+]))]
+pub struct ConnectionLimits {
+    /// Open WebSockets on this route; a handshake above it is answered 503 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<u32>,
+    /// Open WebSockets per client IP address on this route; a handshake above it is answered 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections_per_client: Option<u32>,
+    /// Sustained WebSocket handshakes per second per client IP address on this route (a token bucket);
+    /// a handshake above it is answered 429 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub handshakes_per_second_per_client: Option<u32>,
+    /// Handshakes a client may make at once before the rate applies. Default: equal to
+    /// `handshakesPerSecondPerClient`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub handshake_burst_per_client: Option<u32>,
 }
 
 /// Observed state, written by the controller.

@@ -98,6 +98,8 @@ pub enum Reason {
     InvalidCertificateRef,
     /// A TLS host is not among the certificate's DNS names: clients that check names will refuse it.
     CertificateHostMismatch,
+    /// A `wsgate.dev/` annotation wsgate does not know (a misspelling, most likely); it is ignored.
+    UnknownAnnotation,
     /// Programmed=True: served, with at least one ready endpoint.
     Programmed,
     /// Served, but no backend with a non-zero weight has a ready endpoint (requests get 503).
@@ -117,6 +119,7 @@ impl Reason {
             Reason::UnsupportedBackend => "UnsupportedBackend",
             Reason::InvalidCertificateRef => "InvalidCertificateRef",
             Reason::CertificateHostMismatch => "CertificateHostMismatch",
+            Reason::UnknownAnnotation => "UnknownAnnotation",
             Reason::Programmed => "Programmed",
             Reason::NoReadyEndpoints => "NoReadyEndpoints",
         }

@@ -4,13 +4,17 @@
 //!   spec.defaultBackend             ─► the table's default backend
 //!   spec.rules[i].host              ─► exact host, *.wildcard (one label), or every host when absent
 //!     http.paths[j].pathType, path  ─► Exact | Prefix (ImplementationSpecific is treated as Prefix)
-//!     http.paths[j].backend.service ─► one backend, weight 1, default policy
+//!     http.paths[j].backend.service ─► one backend, weight 1
 //!   spec.tls[t].secretName, hosts   ─► a TLS request (see `tls.rs`); empty hosts: every rule's host
 //!   wsgate.dev/ssl-redirect: "true" ─► plain HTTP answered with 308 to https:// (hosts with a certificate)
+//!   wsgate.dev/<policy> annotations ─► the Policy of every route (policy.rs, the same checks as the
+//!                                      WebSocketRoute fields they stand for)
 //! ```
 //!
 //! Which Ingresses are ours is decided by [`ClassSelector`]. A faulty path, rule host or backend drops
-//! that path or rule only; a faulty `spec.tls` entry only loses its certificate.
+//! that path or rule only; a faulty `spec.tls` entry only loses its certificate. A policy annotation
+//! with a bad value drops the whole Ingress (a policy must not be silently off); an unknown
+//! `wsgate.dev/` annotation is a warning and changes nothing.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::backends::{PortRef, ServiceIndex};
 use super::matchers::{check_path, parse_hostname};
+use super::policy::{self, FieldSite};
 use super::tls::TlsRequest;
 use super::{
     BackendNote, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, ObjectReport, Reason,
@@ -154,6 +159,34 @@ pub(super) fn compile_ingress(
     }
     claimant.tls = tls_requests(&mut report, spec);
     claimant.https_redirect = ssl_redirect(&mut report, ingress);
+
+    let annotated = policy::from_annotations(ingress.metadata.annotations.as_ref());
+    for (key, message) in annotated.unknown {
+        report.warning(Reason::UnknownAnnotation, format!("metadata.annotations[{key:?}]"), message);
+    }
+    let mut problems: Vec<(String, String)> = annotated
+        .errors
+        .into_iter()
+        .map(|(key, message)| (format!("metadata.annotations[{key:?}]"), message))
+        .collect();
+    let mut policy_problems = Vec::new();
+    let policy = policy::compile_policy(&annotated.spec, &mut policy_problems);
+    problems.extend(policy_problems.into_iter().map(|(field, message)| (FieldSite::Annotations.name(&field), message)));
+    if !problems.is_empty() {
+        // why fail closed: serving the Ingress without a policy its author asked for (an Origin
+        // allow-list, a connection cap) would silently turn that protection off.
+        for (field, message) in problems {
+            report.invalid(field, format!("{message}; the Ingress is not served until this is fixed"));
+        }
+        claimant.routes.clear();
+        claimant.default_backend = None;
+        claimant.tls.clear();
+        claimant.https_redirect = None;
+        return claimant;
+    }
+    for candidate in claimant.routes.iter_mut().chain(claimant.default_backend.as_mut()) {
+        candidate.route.policy = policy.clone();
+    }
     claimant
 }
 

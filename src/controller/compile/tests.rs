@@ -66,6 +66,8 @@ struct GoldenRoute {
     path: String,
     backends: Vec<GoldenBackend>,
     policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admission: Option<crate::routes::Admission>,
 }
 
 #[derive(Serialize)]
@@ -93,12 +95,14 @@ impl GoldenRoute {
                 })
                 .collect(),
             policy: format!(
-                "handshake {}, idle {}, {:?}{}",
+                "handshake {}, idle {}{}, {:?}{}",
                 format_duration(policy.handshake_timeout),
                 format_duration(policy.idle_timeout),
+                policy.max_lifetime.map(|d| format!(", max lifetime {}", format_duration(d))).unwrap_or_default(),
                 policy.load_balancing,
                 if policy.https_redirect { ", https redirect" } else { "" }
             ),
+            admission: (!policy.admission.is_open()).then(|| policy.admission.clone()),
         }
     }
 }

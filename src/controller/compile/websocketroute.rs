@@ -3,7 +3,8 @@
 //! ```text
 //!   spec.hostnames[k] (or every host) × spec.path (default Prefix /) ─► one candidate per hostname
 //!   spec.backends[b]  ─► weighted backends (weight default 1, at most 1000000)
-//!   spec.timeouts, spec.loadBalancing ─► Policy
+//!   spec.timeouts, spec.loadBalancing, spec.allowedOrigins, spec.subprotocols, spec.limits
+//!                     ─► Policy (policy.rs, shared with the wsgate.dev/ Ingress annotations)
 //!   spec.tls.secretName ─► a TLS request for the hostnames (a bad Secret: ResolvedRefs=False)
 //!   spec.tls.redirect   ─► plain HTTP answered with 308 to https:// (hostnames with a usable certificate)
 //! ```
@@ -12,18 +13,17 @@
 //! still resolved so ResolvedRefs tells the whole story in one pass.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::backends::{PortRef, ServiceIndex};
 use super::conditions::{Condition, ConditionType, RouteConditions};
-use super::duration::parse_duration;
 use super::matchers::{check_path, parse_hostname};
+use super::policy::{FieldSite, PolicySpec, compile_policy};
 use super::tls::TlsRequest;
 use super::{Candidate, Claimant, Diagnostic, ObjectKind, ObjectReport, Outcome, Reason};
-use crate::crd::{LoadBalancingPolicy, PathMatchType, WebSocketRoute};
-use crate::routes::{self, HostMatch, LoadBalancing, PathMatch, Policy, Route, Source, SourceKind};
+use crate::crd::{PathMatchType, WebSocketRoute};
+use crate::routes::{HostMatch, PathMatch, Route, Source, SourceKind};
 
 /// Largest weight a backend may have.
 const MAX_WEIGHT: u32 = 1_000_000;
@@ -111,22 +111,19 @@ pub(super) fn compile_route(
         }
     }
 
-    let timeouts = spec.timeouts.clone().unwrap_or_default();
-    let mut timeout = |field: &str, value: Option<&String>, default: Duration| match value {
-        None => default,
-        Some(value) => parse_duration(value).unwrap_or_else(|error| {
-            let message = format!("timeout {value:?} is not a valid duration: {error}");
-            report.invalid(format!("spec.timeouts.{field}"), message);
-            default
-        }),
+    let fields = PolicySpec {
+        timeouts: spec.timeouts.clone().unwrap_or_default(),
+        load_balancing: spec.load_balancing.clone(),
+        allowed_origins: spec.allowed_origins.clone(),
+        allow_missing_origin: spec.allow_missing_origin,
+        subprotocols: spec.subprotocols.clone(),
+        limits: spec.limits.clone(),
     };
-    let handshake_timeout = timeout("handshake", timeouts.handshake.as_ref(), routes::DEFAULT_HANDSHAKE_TIMEOUT);
-    let idle_timeout = timeout("idle", timeouts.idle.as_ref(), routes::DEFAULT_IDLE_TIMEOUT);
-    let load_balancing = match spec.load_balancing.as_ref().map(|l| l.policy).unwrap_or_default() {
-        LoadBalancingPolicy::LeastConnections => LoadBalancing::LeastConnections,
-        LoadBalancingPolicy::RoundRobin => LoadBalancing::RoundRobin,
-    };
-    let policy = Policy { handshake_timeout, idle_timeout, load_balancing, ..Policy::default() };
+    let mut problems = Vec::new();
+    let policy = compile_policy(&fields, &mut problems);
+    for (field, message) in problems {
+        report.invalid(FieldSite::Spec.name(&field), message);
+    }
 
     if let Some(tls) = &spec.tls {
         let field = "spec.tls.secretName".to_string();

@@ -1,0 +1,701 @@
+//! Policy fields → [`Policy`]: one validation for both ways of writing a policy.
+//!
+//! ```text
+//!   WebSocketRoute spec.timeouts, spec.loadBalancing, spec.allowedOrigins, … ─┐
+//!                                                                              ├─► PolicySpec ─► compile_policy ─► Policy
+//!   Ingress metadata.annotations["wsgate.dev/…"] ─► from_annotations ─────────┘        (diagnostics name the field
+//!                                                                                       or the annotation that set it)
+//! ```
+//!
+//! Annotations are first read into the same [`PolicySpec`] the CRD fields fill, so a rule (a cookie
+//! name must be a token, a burst must be at least the rate, …) is written once. A field is named in
+//! diagnostics by its logical CRD path (`loadBalancing.hashOn.name`), which [`FieldSite`] turns into
+//! `spec.loadBalancing.hashOn.name` or `metadata.annotations["wsgate.dev/hash-on"]`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::duration::parse_duration;
+use crate::crd::{
+    AffinityCookie, ConnectionLimits, HashOnSpec, HashOnType, LoadBalancingPolicy, LoadBalancingSpec, SameSiteSpec,
+    Subprotocols, Timeouts,
+};
+use crate::routes::policy::{DEFAULT_LOAD_BOUND_PERCENT, Origin, OriginWildcard};
+use crate::routes::{
+    self, Admission, CookieAffinity, HashOn, HashPolicy, LoadBalancing, OriginPolicy, Policy, Rate, RouteLimits,
+    SameSite, SubprotocolPolicy,
+};
+
+/// Prefix of wsgate's own Ingress annotations.
+pub const ANNOTATION_PREFIX: &str = "wsgate.dev/";
+
+/// Every `wsgate.dev/` annotation wsgate reads, with the WebSocketRoute field it stands for and the
+/// form of its value (for `wsgate check` messages and the README table).
+pub const ANNOTATIONS: &[(&str, &str, &str)] = &[
+    ("wsgate.dev/handshake-timeout", "timeouts.handshake", "a duration, e.g. 10s"),
+    ("wsgate.dev/idle-timeout", "timeouts.idle", "a duration, e.g. 1h"),
+    ("wsgate.dev/max-lifetime", "timeouts.maxLifetime", "a duration, e.g. 24h"),
+    ("wsgate.dev/load-balancing", "loadBalancing.policy", "least-connections, round-robin or consistent-hash"),
+    ("wsgate.dev/hash-on", "loadBalancing.hashOn", "header:NAME, cookie:NAME, query:NAME or source-ip"),
+    ("wsgate.dev/load-bound-percent", "loadBalancing.loadBoundPercent", "1 to 1000"),
+    ("wsgate.dev/cookie-path", "loadBalancing.hashOn.cookie.path", "a path starting with /"),
+    ("wsgate.dev/cookie-max-age", "loadBalancing.hashOn.cookie.maxAge", "a duration, e.g. 48h"),
+    ("wsgate.dev/cookie-secure", "loadBalancing.hashOn.cookie.secure", "true or false"),
+    ("wsgate.dev/cookie-http-only", "loadBalancing.hashOn.cookie.httpOnly", "true or false"),
+    ("wsgate.dev/cookie-same-site", "loadBalancing.hashOn.cookie.sameSite", "Strict, Lax or None"),
+    ("wsgate.dev/allowed-origins", "allowedOrigins", "comma-separated origins"),
+    ("wsgate.dev/allow-missing-origin", "allowMissingOrigin", "true or false"),
+    ("wsgate.dev/subprotocols", "subprotocols.allowed", "comma-separated names"),
+    ("wsgate.dev/subprotocols-required", "subprotocols.required", "true or false"),
+    ("wsgate.dev/max-connections", "limits.maxConnections", "a positive integer"),
+    ("wsgate.dev/max-connections-per-client", "limits.maxConnectionsPerClient", "a positive integer"),
+    ("wsgate.dev/handshakes-per-second-per-client", "limits.handshakesPerSecondPerClient", "a positive integer"),
+    ("wsgate.dev/handshake-burst-per-client", "limits.handshakeBurstPerClient", "a positive integer"),
+];
+
+/// Annotations with the `wsgate.dev/` prefix that are read elsewhere (not policy fields).
+pub const OTHER_ANNOTATIONS: &[&str] = &["wsgate.dev/ssl-redirect"];
+
+/// The policy fields of one route, as written (CRD types, so annotations and spec share one check).
+#[derive(Debug, Clone, Default)]
+pub(super) struct PolicySpec {
+    pub timeouts: Timeouts,
+    pub load_balancing: Option<LoadBalancingSpec>,
+    pub allowed_origins: Vec<String>,
+    pub allow_missing_origin: Option<bool>,
+    pub subprotocols: Option<Subprotocols>,
+    pub limits: Option<ConnectionLimits>,
+}
+
+/// Where a policy field was written: in a WebSocketRoute spec or in Ingress annotations.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum FieldSite {
+    Spec,
+    Annotations,
+}
+
+impl FieldSite {
+    /// The user-facing name of logical field `field` (`limits.maxConnections`, `allowedOrigins[2]`).
+    pub fn name(self, field: &str) -> String {
+        match self {
+            FieldSite::Spec => format!("spec.{field}"),
+            FieldSite::Annotations => {
+                // The annotation whose field is the longest prefix of this one set it.
+                let found = ANNOTATIONS
+                    .iter()
+                    .filter(|(_, logical, _)| {
+                        field
+                            .strip_prefix(logical)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+                    })
+                    .max_by_key(|(_, logical, _)| logical.len());
+                match found {
+                    Some((annotation, _, _)) => format!("metadata.annotations[{annotation:?}]"),
+                    None => format!("metadata.annotations (wsgate.dev/ annotations for {field})"),
+                }
+            }
+        }
+    }
+}
+
+/// A problem found in a policy field: the logical field and what is wrong.
+pub(super) type Problem = (String, String);
+
+/// Validates policy fields and compiles them into a [`Policy`]; problems are pushed to `problems`
+/// (any problem makes the route invalid, so the returned policy is then never served).
+pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> Policy {
+    let mut problem = |field: &str, message: String| problems.push((field.to_string(), message));
+
+    let mut duration = |field: &str, value: Option<&String>| {
+        let value = value?;
+        match parse_duration(value) {
+            Ok(d) => Some(d),
+            Err(error) => {
+                problem(field, format!("timeout {value:?} is not a valid duration: {error}"));
+                None
+            }
+        }
+    };
+    let handshake_timeout =
+        duration("timeouts.handshake", spec.timeouts.handshake.as_ref()).unwrap_or(routes::DEFAULT_HANDSHAKE_TIMEOUT);
+    let idle_timeout = duration("timeouts.idle", spec.timeouts.idle.as_ref()).unwrap_or(routes::DEFAULT_IDLE_TIMEOUT);
+    let max_lifetime = duration("timeouts.maxLifetime", spec.timeouts.max_lifetime.as_ref());
+
+    let load_balancing = load_balancing(spec.load_balancing.as_ref(), &mut problem);
+    let origins = origins(&spec.allowed_origins, spec.allow_missing_origin, &mut problem);
+    let subprotocols = spec.subprotocols.as_ref().and_then(|s| subprotocols(s, &mut problem));
+    let limits = spec.limits.as_ref().map(|l| limits(l, &mut problem)).unwrap_or_default();
+
+    Policy {
+        handshake_timeout,
+        idle_timeout,
+        max_lifetime,
+        load_balancing,
+        https_redirect: false,
+        admission: Admission { origins, subprotocols, limits },
+    }
+}
+
+/// Whether `text` is an HTTP token (RFC 9110 §5.6.2): header, cookie and subprotocol names.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn load_balancing(spec: Option<&LoadBalancingSpec>, problem: &mut impl FnMut(&str, String)) -> LoadBalancing {
+    let Some(spec) = spec else { return LoadBalancing::default() };
+    if spec.policy != LoadBalancingPolicy::ConsistentHash {
+        if spec.hash_on.is_some() {
+            problem(
+                "loadBalancing.hashOn",
+                format!("hashOn applies only to policy ConsistentHash, not {:?}", spec.policy),
+            );
+        }
+        if spec.load_bound_percent.is_some() {
+            problem("loadBalancing.loadBoundPercent", "loadBoundPercent applies only to policy ConsistentHash".into());
+        }
+        return match spec.policy {
+            LoadBalancingPolicy::RoundRobin => LoadBalancing::RoundRobin,
+            _ => LoadBalancing::LeastConnections,
+        };
+    }
+    let load_bound_percent = spec.load_bound_percent.unwrap_or(DEFAULT_LOAD_BOUND_PERCENT);
+    if !(1..=1000).contains(&load_bound_percent) {
+        problem("loadBalancing.loadBoundPercent", format!("{load_bound_percent} is out of range 1-1000"));
+    }
+    let Some(hash_on) = &spec.hash_on else {
+        problem("loadBalancing", "policy ConsistentHash needs hashOn (Header, Cookie, QueryParam or SourceIP)".into());
+        return LoadBalancing::LeastConnections;
+    };
+    match hash_on_key(hash_on, problem) {
+        Some(on) => LoadBalancing::ConsistentHash(HashPolicy { on, load_bound_percent }),
+        None => LoadBalancing::LeastConnections,
+    }
+}
+
+fn hash_on_key(spec: &HashOnSpec, problem: &mut impl FnMut(&str, String)) -> Option<HashOn> {
+    if spec.cookie.is_some() && spec.kind != HashOnType::Cookie {
+        problem("loadBalancing.hashOn.cookie", format!("cookie applies only to type Cookie, not {:?}", spec.kind));
+    }
+    let name = match (spec.kind, spec.name.as_deref()) {
+        (HashOnType::SourceIp, None) => return Some(HashOn::SourceIp),
+        (HashOnType::SourceIp, Some(_)) => {
+            problem("loadBalancing.hashOn.name", "name is not allowed for type SourceIP".into());
+            return None;
+        }
+        (kind, None | Some("")) => {
+            problem("loadBalancing.hashOn.name", format!("name is required for type {kind:?}"));
+            return None;
+        }
+        (_, Some(name)) => name,
+    };
+    match spec.kind {
+        HashOnType::Header | HashOnType::Cookie if !is_token(name) => {
+            let message = format!(
+                "{name:?} is not a valid header or cookie name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~)"
+            );
+            problem("loadBalancing.hashOn.name", message);
+            None
+        }
+        HashOnType::Header => Some(HashOn::Header(name.to_ascii_lowercase())),
+        HashOnType::Cookie => cookie(name, spec.cookie.as_ref(), problem).map(HashOn::Cookie),
+        HashOnType::QueryParam => Some(HashOn::QueryParam(name.to_string())),
+        HashOnType::SourceIp => Some(HashOn::SourceIp),
+    }
+}
+
+fn cookie(name: &str, spec: Option<&AffinityCookie>, problem: &mut impl FnMut(&str, String)) -> Option<CookieAffinity> {
+    let mut cookie = CookieAffinity::named(name);
+    let Some(spec) = spec else { return Some(cookie) };
+    let mut ok = true;
+    if let Some(path) = &spec.path {
+        if !path.starts_with('/') || path.bytes().any(|b| b == b';' || b.is_ascii_control()) {
+            problem("loadBalancing.hashOn.cookie.path", format!("{path:?} must start with / and hold no ';'"));
+            ok = false;
+        }
+        cookie.path = path.clone();
+    }
+    if let Some(max_age) = &spec.max_age {
+        match parse_duration(max_age) {
+            Ok(d) if d >= Duration::from_secs(1) => cookie.max_age = Some(d),
+            Ok(_) => {
+                problem("loadBalancing.hashOn.cookie.maxAge", format!("{max_age:?} is under one second"));
+                ok = false;
+            }
+            Err(error) => {
+                problem("loadBalancing.hashOn.cookie.maxAge", format!("{max_age:?} is not a valid duration: {error}"));
+                ok = false;
+            }
+        }
+    }
+    cookie.secure = spec.secure.unwrap_or(false);
+    cookie.http_only = spec.http_only.unwrap_or(true);
+    cookie.same_site = spec.same_site.map(|s| match s {
+        SameSiteSpec::Strict => SameSite::Strict,
+        SameSiteSpec::Lax => SameSite::Lax,
+        SameSiteSpec::None => SameSite::None,
+    });
+    if cookie.same_site == Some(SameSite::None) && !cookie.secure {
+        let message = "sameSite None requires secure: true (browsers drop such cookies otherwise)".to_string();
+        problem("loadBalancing.hashOn.cookie.sameSite", message);
+        ok = false;
+    }
+    ok.then_some(cookie)
+}
+
+fn origins(
+    list: &[String],
+    allow_missing: Option<bool>,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<OriginPolicy> {
+    if list.is_empty() {
+        if allow_missing == Some(false) {
+            let message = "allowMissingOrigin: false needs allowedOrigins (without it every origin is allowed)";
+            problem("allowMissingOrigin", message.into());
+        }
+        return None;
+    }
+    let mut policy = OriginPolicy { allow_missing: allow_missing.unwrap_or(true), ..OriginPolicy::default() };
+    for (i, entry) in list.iter().enumerate() {
+        let field = format!("allowedOrigins[{i}]");
+        let text = entry.trim();
+        if text == "null" {
+            policy.allow_null = true;
+            continue;
+        }
+        if text == "*" {
+            problem(&field, "\"*\" is not an origin: omit allowedOrigins to allow every origin".into());
+            continue;
+        }
+        let Some(origin) = Origin::parse(text) else {
+            let hint = if text.contains("://") && text.split_once("://").is_some_and(|(_, rest)| rest.contains('/')) {
+                " (an origin has no path: remove everything from the first / after the host)"
+            } else {
+                ""
+            };
+            problem(&field, format!("{text:?} is not an origin of the form scheme://host[:port]{hint}"));
+            continue;
+        };
+        match origin.host.strip_prefix("*.") {
+            Some(suffix) if !suffix.contains('*') && !suffix.is_empty() => policy.wildcard.push(OriginWildcard {
+                scheme: origin.scheme,
+                suffix: suffix.to_string(),
+                port: origin.port,
+            }),
+            _ if origin.host.contains('*') => {
+                let message = format!(
+                    "{text:?}: a wildcard is allowed only as the whole first label, as in https://*.example.com"
+                );
+                problem(&field, message);
+            }
+            _ => policy.exact.push(origin.serialized()),
+        }
+    }
+    Some(policy)
+}
+
+fn subprotocols(spec: &Subprotocols, problem: &mut impl FnMut(&str, String)) -> Option<SubprotocolPolicy> {
+    if spec.allowed.is_empty() {
+        problem("subprotocols.allowed", "at least one subprotocol is required".into());
+        return None;
+    }
+    let mut allowed: Vec<String> = Vec::new();
+    for (i, name) in spec.allowed.iter().enumerate() {
+        if !is_token(name) {
+            let message = format!(
+                "{name:?} is not a valid subprotocol name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~)"
+            );
+            problem(&format!("subprotocols.allowed[{i}]"), message);
+        } else if allowed.contains(name) {
+            problem(&format!("subprotocols.allowed[{i}]"), format!("{name:?} is listed twice"));
+        } else {
+            allowed.push(name.clone());
+        }
+    }
+    Some(SubprotocolPolicy { allowed, required: spec.required.unwrap_or(true) })
+}
+
+fn limits(spec: &ConnectionLimits, problem: &mut impl FnMut(&str, String)) -> RouteLimits {
+    let mut positive = |field: &str, value: Option<u32>| match value {
+        Some(0) => {
+            problem(field, "must be at least 1 (omit it for no limit)".into());
+            None
+        }
+        other => other,
+    };
+    let max_connections = positive("limits.maxConnections", spec.max_connections);
+    let max_connections_per_client = positive("limits.maxConnectionsPerClient", spec.max_connections_per_client);
+    let rate = positive("limits.handshakesPerSecondPerClient", spec.handshakes_per_second_per_client);
+    let burst = positive("limits.handshakeBurstPerClient", spec.handshake_burst_per_client);
+    let handshakes_per_client = match (rate, burst) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            problem(
+                "limits.handshakeBurstPerClient",
+                "handshakeBurstPerClient needs handshakesPerSecondPerClient".into(),
+            );
+            None
+        }
+        (Some(per_second), burst) => {
+            let burst = burst.unwrap_or(per_second);
+            if burst < per_second {
+                let message = format!(
+                    "handshakeBurstPerClient ({burst}) must be at least handshakesPerSecondPerClient ({per_second})"
+                );
+                problem("limits.handshakeBurstPerClient", message);
+            }
+            Some(Rate { per_second, burst })
+        }
+    };
+    RouteLimits { max_connections, max_connections_per_client, handshakes_per_client }
+}
+
+/// What the `wsgate.dev/` annotations of an Ingress say.
+#[derive(Debug, Default)]
+pub(super) struct Annotated {
+    pub spec: PolicySpec,
+    /// Values that could not be read: (annotation, message). Each makes the Ingress invalid.
+    pub errors: Vec<(String, String)>,
+    /// `wsgate.dev/` annotations wsgate does not know: (annotation, message). Ignored, reported.
+    pub unknown: Vec<(String, String)>,
+}
+
+/// Reads the `wsgate.dev/` policy annotations into a [`PolicySpec`]. Values are parsed for their form
+/// only (a number, a boolean, a list); [`compile_policy`] then checks them like CRD fields.
+pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Annotated {
+    let mut out = Annotated::default();
+    let Some(annotations) = annotations else { return out };
+    let mut lb = LoadBalancingSpec::default();
+    let mut limits = ConnectionLimits::default();
+    let mut cookie = AffinityCookie::default();
+    let mut cookie_set = false;
+    for (key, value) in annotations.range(ANNOTATION_PREFIX.to_string()..) {
+        if !key.starts_with(ANNOTATION_PREFIX) {
+            break;
+        }
+        if OTHER_ANNOTATIONS.contains(&key.as_str()) {
+            continue;
+        }
+        let Some(&(_, _, form)) = ANNOTATIONS.iter().find(|(name, _, _)| name == key) else {
+            out.unknown.push((key.clone(), unknown_message(key)));
+            continue;
+        };
+        let value = value.trim();
+        let mut bad = || out.errors.push((key.clone(), format!("{key} must be {form}, not {value:?}")));
+        let spec = &mut out.spec;
+        let boolean = |v: &str| match v {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        };
+        let number = |v: &str| v.parse::<u32>().ok();
+        let list = |v: &str| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        let text = || Some(value.to_string());
+        // Each branch stores the value and says whether it had the annotation's form.
+        let parsed = match key.trim_start_matches(ANNOTATION_PREFIX) {
+            "handshake-timeout" => store(&mut spec.timeouts.handshake, text()),
+            "idle-timeout" => store(&mut spec.timeouts.idle, text()),
+            "max-lifetime" => store(&mut spec.timeouts.max_lifetime, text()),
+            "load-balancing" => {
+                let policy = match value.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+                    "leastconnections" => Some(LoadBalancingPolicy::LeastConnections),
+                    "roundrobin" => Some(LoadBalancingPolicy::RoundRobin),
+                    "consistenthash" => Some(LoadBalancingPolicy::ConsistentHash),
+                    _ => None,
+                };
+                policy.map(|policy| lb.policy = policy).is_some()
+            }
+            "hash-on" => store(&mut lb.hash_on, hash_on_annotation(value)),
+            "load-bound-percent" => store(&mut lb.load_bound_percent, number(value)),
+            "cookie-path" => store(&mut cookie.path, text()),
+            "cookie-max-age" => store(&mut cookie.max_age, text()),
+            "cookie-secure" => store(&mut cookie.secure, boolean(value)),
+            "cookie-http-only" => store(&mut cookie.http_only, boolean(value)),
+            "cookie-same-site" => {
+                let same_site = match value.to_ascii_lowercase().as_str() {
+                    "strict" => Some(SameSiteSpec::Strict),
+                    "lax" => Some(SameSiteSpec::Lax),
+                    "none" => Some(SameSiteSpec::None),
+                    _ => None,
+                };
+                store(&mut cookie.same_site, same_site)
+            }
+            "allowed-origins" => {
+                spec.allowed_origins = list(value);
+                true
+            }
+            "allow-missing-origin" => store(&mut spec.allow_missing_origin, boolean(value)),
+            "subprotocols" => {
+                spec.subprotocols.get_or_insert_with(Subprotocols::default).allowed = list(value);
+                true
+            }
+            "subprotocols-required" => {
+                store(&mut spec.subprotocols.get_or_insert_with(Subprotocols::default).required, boolean(value))
+            }
+            "max-connections" => store(&mut limits.max_connections, number(value)),
+            "max-connections-per-client" => store(&mut limits.max_connections_per_client, number(value)),
+            "handshakes-per-second-per-client" => store(&mut limits.handshakes_per_second_per_client, number(value)),
+            "handshake-burst-per-client" => store(&mut limits.handshake_burst_per_client, number(value)),
+            _ => unreachable!("every name in ANNOTATIONS has a branch"),
+        };
+        if !parsed {
+            bad();
+        }
+        if key.starts_with("wsgate.dev/cookie-") {
+            cookie_set = true;
+        }
+    }
+    let has = |names: &[&str]| names.iter().any(|name| annotations.contains_key(&format!("{ANNOTATION_PREFIX}{name}")));
+    // why: `hash-on` alone is unambiguous; asking for `load-balancing: consistent-hash` too is noise.
+    if lb.hash_on.is_some() && !has(&["load-balancing"]) {
+        lb.policy = LoadBalancingPolicy::ConsistentHash;
+    }
+    if cookie_set {
+        match lb.hash_on.as_mut().filter(|h| h.kind == HashOnType::Cookie) {
+            Some(hash_on) => hash_on.cookie = Some(cookie),
+            None => {
+                let message = "wsgate.dev/cookie-* annotations need wsgate.dev/hash-on: cookie:NAME".to_string();
+                out.errors.push(("wsgate.dev/hash-on".to_string(), message));
+            }
+        }
+    }
+    if has(&["load-balancing", "hash-on", "load-bound-percent"]) {
+        out.spec.load_balancing = Some(lb);
+    }
+    if has(&[
+        "max-connections",
+        "max-connections-per-client",
+        "handshakes-per-second-per-client",
+        "handshake-burst-per-client",
+    ]) {
+        out.spec.limits = Some(limits);
+    }
+    out
+}
+
+/// Stores `value` when it parsed; says whether it did.
+fn store<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
+    let parsed = value.is_some();
+    if parsed {
+        *slot = value;
+    }
+    parsed
+}
+
+/// `header:NAME`, `cookie:NAME`, `query:NAME` (or `queryparam:NAME`), `source-ip`.
+fn hash_on_annotation(value: &str) -> Option<HashOnSpec> {
+    let lower = value.to_ascii_lowercase();
+    if matches!(lower.as_str(), "source-ip" | "sourceip" | "source_ip") {
+        return Some(HashOnSpec { kind: HashOnType::SourceIp, name: None, cookie: None });
+    }
+    let (kind, name) = value.split_once(':')?;
+    let kind = match kind.trim().to_ascii_lowercase().as_str() {
+        "header" => HashOnType::Header,
+        "cookie" => HashOnType::Cookie,
+        "query" | "queryparam" => HashOnType::QueryParam,
+        _ => return None,
+    };
+    Some(HashOnSpec { kind, name: Some(name.trim().to_string()), cookie: None })
+}
+
+/// "unknown annotation …; did you mean …?" with the closest known name, when one is close.
+fn unknown_message(key: &str) -> String {
+    let known = ANNOTATIONS.iter().map(|(name, _, _)| *name).chain(OTHER_ANNOTATIONS.iter().copied());
+    let closest = known.map(|name| (edit_distance(key, name), name)).min();
+    match closest {
+        Some((distance, name)) if distance <= 3 => {
+            format!("unknown annotation {key} (ignored); did you mean {name}?")
+        }
+        _ => format!("unknown annotation {key} (ignored); see the README for the wsgate.dev/ annotations"),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" (short strings only: annotation names).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn compiled(spec: &PolicySpec) -> (Policy, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let policy = compile_policy(spec, &mut problems);
+        (policy, problems)
+    }
+
+    #[test]
+    fn annotations_and_spec_fields_compile_to_the_same_policy() {
+        let annotated = from_annotations(Some(&annotations(&[
+            ("wsgate.dev/hash-on", "cookie:SESSION"),
+            ("wsgate.dev/cookie-max-age", "48h"),
+            ("wsgate.dev/cookie-secure", "true"),
+            ("wsgate.dev/cookie-same-site", "None"),
+            ("wsgate.dev/allowed-origins", "https://app.example.com, https://*.example.com:8443, null"),
+            ("wsgate.dev/subprotocols", "graphql-transport-ws"),
+            ("wsgate.dev/max-connections-per-client", "10"),
+            ("wsgate.dev/handshakes-per-second-per-client", "5"),
+            ("wsgate.dev/max-lifetime", "24h"),
+        ])));
+        assert!(annotated.errors.is_empty() && annotated.unknown.is_empty(), "{annotated:?}");
+        let spec = PolicySpec {
+            timeouts: Timeouts { max_lifetime: Some("24h".into()), ..Timeouts::default() },
+            load_balancing: Some(LoadBalancingSpec {
+                policy: LoadBalancingPolicy::ConsistentHash,
+                hash_on: Some(HashOnSpec {
+                    kind: HashOnType::Cookie,
+                    name: Some("SESSION".into()),
+                    cookie: Some(AffinityCookie {
+                        max_age: Some("48h".into()),
+                        secure: Some(true),
+                        same_site: Some(SameSiteSpec::None),
+                        ..AffinityCookie::default()
+                    }),
+                }),
+                load_bound_percent: None,
+            }),
+            allowed_origins: vec!["https://app.example.com".into(), "https://*.example.com:8443".into(), "null".into()],
+            allow_missing_origin: None,
+            subprotocols: Some(Subprotocols { allowed: vec!["graphql-transport-ws".into()], required: None }),
+            limits: Some(ConnectionLimits {
+                max_connections_per_client: Some(10),
+                handshakes_per_second_per_client: Some(5),
+                ..ConnectionLimits::default()
+            }),
+        };
+        let (from_spec, problems) = compiled(&spec);
+        assert!(problems.is_empty(), "{problems:?}");
+        let (from_annotations, problems) = compiled(&annotated.spec);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(from_spec, from_annotations);
+
+        let LoadBalancing::ConsistentHash(hash) = &from_spec.load_balancing else { panic!("{from_spec:?}") };
+        assert_eq!(hash.load_bound_percent, 25);
+        let HashOn::Cookie(cookie) = &hash.on else { panic!("{hash:?}") };
+        assert_eq!(cookie.set_cookie("v"), "SESSION=v; Path=/; Max-Age=172800; SameSite=None; Secure; HttpOnly");
+        let origins = from_spec.admission.origins.as_ref().expect("origins");
+        assert_eq!(origins.exact, ["https://app.example.com"]);
+        assert_eq!((origins.wildcard[0].suffix.as_str(), origins.wildcard[0].port), ("example.com", Some(8443)));
+        assert!(origins.allow_null && origins.allow_missing);
+        let rate = from_spec.admission.limits.handshakes_per_client.expect("rate");
+        assert_eq!((rate.per_second, rate.burst), (5, 5));
+        assert_eq!(from_spec.max_lifetime, Some(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn every_rule_names_the_field_it_refuses() {
+        let spec = PolicySpec {
+            load_balancing: Some(LoadBalancingSpec {
+                policy: LoadBalancingPolicy::ConsistentHash,
+                hash_on: Some(HashOnSpec { kind: HashOnType::Cookie, name: Some("bad name".into()), cookie: None }),
+                load_bound_percent: Some(0),
+            }),
+            allowed_origins: vec!["https://a.example.com/".into(), "*".into(), "https://a.*.com".into()],
+            subprotocols: Some(Subprotocols {
+                allowed: vec!["chat".into(), "chat".into(), "a b".into()],
+                required: None,
+            }),
+            limits: Some(ConnectionLimits {
+                max_connections: Some(0),
+                handshakes_per_second_per_client: Some(10),
+                handshake_burst_per_client: Some(2),
+                ..ConnectionLimits::default()
+            }),
+            ..PolicySpec::default()
+        };
+        let (_, problems) = compiled(&spec);
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "loadBalancing.loadBoundPercent",
+                "loadBalancing.hashOn.name",
+                "allowedOrigins[0]",
+                "allowedOrigins[1]",
+                "allowedOrigins[2]",
+                "subprotocols.allowed[1]",
+                "subprotocols.allowed[2]",
+                "limits.maxConnections",
+                "limits.handshakeBurstPerClient",
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[2].1.contains("has no path"), "{}", problems[2].1);
+    }
+
+    #[test]
+    fn consistent_hash_needs_a_key_and_a_key_needs_consistent_hash() {
+        let lb = |policy, hash_on| PolicySpec {
+            load_balancing: Some(LoadBalancingSpec { policy, hash_on, load_bound_percent: None }),
+            ..PolicySpec::default()
+        };
+        let (_, problems) = compiled(&lb(LoadBalancingPolicy::ConsistentHash, None));
+        assert_eq!(problems[0].0, "loadBalancing");
+        let source_ip = HashOnSpec { kind: HashOnType::SourceIp, name: None, cookie: None };
+        let (_, problems) = compiled(&lb(LoadBalancingPolicy::RoundRobin, Some(source_ip.clone())));
+        assert_eq!(problems[0].0, "loadBalancing.hashOn");
+        let (policy, problems) = compiled(&lb(LoadBalancingPolicy::ConsistentHash, Some(source_ip)));
+        assert!(problems.is_empty());
+        assert_eq!(policy.load_balancing.name(), "consistent_hash");
+        let header = HashOnSpec { kind: HashOnType::Header, name: Some("X-User".into()), cookie: None };
+        let (policy, _) = compiled(&lb(LoadBalancingPolicy::ConsistentHash, Some(header)));
+        assert!(
+            matches!(policy.load_balancing, LoadBalancing::ConsistentHash(HashPolicy { on: HashOn::Header(ref h), .. }) if h == "x-user")
+        );
+    }
+
+    #[test]
+    fn annotation_values_of_the_wrong_form_and_unknown_names_are_reported() {
+        let annotated = from_annotations(Some(&annotations(&[
+            ("wsgate.dev/max-connections", "ten"),
+            ("wsgate.dev/hash-on", "body:x"),
+            ("wsgate.dev/allowed-origin", "https://a.example.com"),
+            ("wsgate.dev/frobnicate", "yes"),
+            ("wsgate.dev/ssl-redirect", "true"),
+            ("example.com/other", "x"),
+        ])));
+        let errors: Vec<&str> = annotated.errors.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(errors, ["wsgate.dev/hash-on", "wsgate.dev/max-connections"]);
+        assert!(annotated.errors[1].1.contains("must be a positive integer, not \"ten\""), "{:?}", annotated.errors);
+        let unknown: Vec<&str> = annotated.unknown.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(
+            unknown,
+            [
+                "unknown annotation wsgate.dev/allowed-origin (ignored); did you mean wsgate.dev/allowed-origins?",
+                "unknown annotation wsgate.dev/frobnicate (ignored); see the README for the wsgate.dev/ annotations",
+            ]
+        );
+    }
+
+    #[test]
+    fn annotation_fields_are_named_by_their_annotation() {
+        assert_eq!(
+            FieldSite::Annotations.name("loadBalancing.hashOn.name"),
+            "metadata.annotations[\"wsgate.dev/hash-on\"]"
+        );
+        assert_eq!(
+            FieldSite::Annotations.name("allowedOrigins[2]"),
+            "metadata.annotations[\"wsgate.dev/allowed-origins\"]"
+        );
+        assert_eq!(
+            FieldSite::Annotations.name("loadBalancing.hashOn.cookie.maxAge"),
+            "metadata.annotations[\"wsgate.dev/cookie-max-age\"]"
+        );
+        assert_eq!(FieldSite::Spec.name("limits.maxConnections"), "spec.limits.maxConnections");
+    }
+}
