@@ -24,15 +24,21 @@ fn crd_schema_describes_the_spec() {
     assert_eq!(version["name"], "v1alpha1");
     assert_eq!(version["subresources"]["status"], serde_json::json!({}));
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
-    let required: Vec<&str> =
-        spec["required"].as_array().expect("spec.required").iter().filter_map(|v| v.as_str()).collect();
-    assert_eq!(required, ["backends"]);
+    // Either backends (the short form) or rules: a CEL rule says so, the schema requires neither.
+    assert!(spec.get("required").is_none(), "{}", spec["required"]);
+    let rules: Vec<&str> = spec["x-kubernetes-validations"]
+        .as_array()
+        .expect("spec has CEL rules")
+        .iter()
+        .filter_map(|r| r["rule"].as_str())
+        .collect();
+    assert!(rules.contains(&"has(self.rules) != has(self.backends)"), "{rules:?}");
     let backends = &spec["properties"]["backends"];
     assert_eq!(backends["minItems"], 1);
     let port = &backends["items"]["properties"]["service"]["properties"]["port"];
     assert_eq!(port["x-kubernetes-int-or-string"], true, "port takes a number or a name: {port}");
     let path_type = &spec["properties"]["path"]["properties"]["type"];
-    assert_eq!(path_type["enum"], serde_json::json!(["Exact", "Prefix"]));
+    assert_eq!(path_type["enum"], serde_json::json!(["Exact", "Prefix", "RegularExpression"]));
     let policy = &spec["properties"]["loadBalancing"]["properties"]["policy"];
     assert_eq!(policy["enum"], serde_json::json!(["LeastConnections", "RoundRobin", "ConsistentHash"]));
     for field in [

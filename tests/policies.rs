@@ -83,13 +83,18 @@ async fn closed(stream: &mut TcpStream) -> bool {
 /// Sends a handshake with `extra` header lines (each ending in CRLF) from `source` on `codec`; returns
 /// the answer and the stream (at the first tunnelled byte after a 101).
 async fn handshake(addr: SocketAddr, source: IpAddr, codec: Codec, extra: &str) -> (String, TcpStream) {
+    handshake_to(addr, source, codec, "/chat", extra).await
+}
+
+/// [`handshake`] to `path` (which may carry a query).
+async fn handshake_to(addr: SocketAddr, source: IpAddr, codec: Codec, path: &str, extra: &str) -> (String, TcpStream) {
     let mut stream = connect_from(source, addr).await;
     if let Codec::Hyper = codec {
         stream.write_all(b"GET /first HTTP/1.1\r\nHost: test.local\r\n\r\n").await.expect("write");
         let first = read_answer(&mut stream).await;
         assert_eq!(status_of(&first), 200, "{first}");
     }
-    let request = upgrade_request("/chat", KEY, "13").replace("\r\n\r\n", &format!("\r\n{extra}\r\n"));
+    let request = upgrade_request(path, KEY, "13").replace("\r\n\r\n", &format!("\r\n{extra}\r\n"));
     stream.write_all(request.as_bytes()).await.expect("write handshake");
     let answer = read_answer(&mut stream).await;
     (answer, stream)
@@ -488,4 +493,65 @@ async fn weights_split_hashed_keys_within_five_percent() {
         }
     }
     assert!((50..=150).contains(&on_canary), "10 % ± 5 % of 1,000: {on_canary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_query_and_regex_matches_pick_the_rule_on_both_codecs() {
+    use wsgate::routes::{Conditions, HeaderCondition, Pattern, QueryCondition, ValueMatch};
+    let stable = echo_server("stable").await;
+    let canary = echo_server("canary").await;
+    let first = echo_server("first").await;
+    let with = |path: PathMatch, conditions: Conditions, to: &EchoServer, name: &str| {
+        let mut route = route_for("chat", HostMatch::Any, path, vec![backend(name, 1, &[to.addr])], Policy::default());
+        route.conditions = conditions;
+        route
+    };
+    let by_header = Conditions {
+        headers: vec![HeaderCondition { name: "x-canary".into(), value: ValueMatch::Exact("yes".into()) }],
+        ..Conditions::default()
+    };
+    let by_query = Conditions {
+        query: vec![QueryCondition {
+            name: "canary".into(),
+            value: ValueMatch::RegularExpression(Pattern::new("1|true").expect("pattern")),
+        }],
+        ..Conditions::default()
+    };
+    // Given in the "wrong" order: precedence, not order, must decide.
+    let routes = vec![
+        with(PathMatch::regex("/rooms/[0-9]+").expect("pattern"), Conditions::default(), &stable, "stable"),
+        with(PathMatch::prefix("/ws"), Conditions::default(), &stable, "stable"),
+        with(PathMatch::prefix("/ws"), by_query, &canary, "canary"),
+        with(PathMatch::prefix("/ws"), by_header, &canary, "canary"),
+        route_for(
+            "first",
+            HostMatch::Any,
+            PathMatch::exact("/first"),
+            vec![backend("f", 1, &[first.addr])],
+            Policy::default(),
+        ),
+    ];
+    let gateway = Gateway::start(table(1, routes)).await;
+    let cases = [
+        ("/ws/room", "X-Canary: yes\r\n", Some("canary")),
+        ("/ws/room", "X-Canary: no\r\n", Some("stable")),
+        ("/ws/room?canary=true", "", Some("canary")),
+        ("/ws/room?canary=truely", "", Some("stable")),
+        ("/ws", "", Some("stable")),
+        ("/rooms/42", "X-Canary: yes\r\n", Some("stable")),
+        ("/rooms/42/x", "", None),
+        ("/rooms/abc", "", None),
+    ];
+    for codec in CODECS {
+        for (path, extra, expected) in cases {
+            let (answer, _stream) = handshake_to(gateway.addr, local(1), codec, path, extra).await;
+            match expected {
+                Some(name) => {
+                    assert_eq!(status_of(&answer), 101, "{codec:?} {path} {extra:?}: {answer}");
+                    assert_eq!(header_of(&answer, "x-echo-name"), Some(name), "{codec:?} {path} {extra:?}");
+                }
+                None => assert_eq!(status_of(&answer), 404, "{codec:?} {path}: {answer}"),
+            }
+        }
+    }
 }

@@ -626,7 +626,7 @@ mod tests {
             &format!(
                 "{SERVICE}---\n\
                  apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: typo}}\nspec:\n  backends:\n  - service: {{name: echo, port: ws}}\n    weight: heavy\n---\n\
-                 apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: no-backends}}\nspec:\n  hostnames: [a.example.com]\n---\n\
+                 apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: bad-hostnames}}\nspec:\n  hostnames: 5\n---\n\
                  apiVersion: v1\nkind: Service\nmetadata: {{namespace: apps}}\n---\n\
                  kind: Service\nmetadata: {{name: no-version}}\n---\n\
                  just a string\n---\n\
@@ -643,7 +643,7 @@ mod tests {
             errors[0]
         );
         assert!(errors[0].ends_with("at line 12 column 13"), "{}", errors[0]);
-        assert!(errors[1].starts_with(&format!("{at}: document 3: spec: missing field `backends`")), "{}", errors[1]);
+        assert!(errors[1].starts_with(&format!("{at}: document 3: spec.hostnames: invalid type")), "{}", errors[1]);
         assert_eq!(errors[2], format!("{at}: document 4: metadata.name is required"));
         assert_eq!(errors[3], format!("{at}: document 5: apiVersion and kind are required"));
         assert_eq!(errors[4], format!("{at}: document 6: a document must be a mapping (a Kubernetes object)"));

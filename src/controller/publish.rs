@@ -117,6 +117,7 @@ mod tests {
             source: Source { kind: SourceKind::WebSocketRoute, namespace: "default".into(), name: "a".into() },
             host: HostMatch::Any,
             path: PathMatch::prefix(path),
+            conditions: Default::default(),
             backends: vec![],
             policy: Policy::default(),
         };

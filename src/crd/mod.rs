@@ -27,6 +27,16 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.rules) != has(self.backends)",
+        "message": "set either backends (with an optional path) or rules, not both"
+    },
+    {
+        "rule": "!has(self.rules) || !has(self.path)",
+        "message": "path is not allowed with rules: write it in rules[].matches[].path"
+    }
+]))]
 pub struct WebSocketRouteSpec {
     /// Hostnames this route answers for, matched against the request's Host header without its port.
     /// `*.example.com` matches exactly one extra label (`chat.example.com`, not `example.com` nor
@@ -35,13 +45,27 @@ pub struct WebSocketRouteSpec {
     #[schemars(length(max = 16))]
     pub hostnames: Vec<String>,
 
-    /// The request path to match. Omitted means `Prefix /`.
+    /// The request path to match, with `backends` (the short form of a route with one rule). Omitted
+    /// means `Prefix /`. Not allowed with `rules`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathMatchSpec>,
 
-    /// Services that receive the connections, chosen by weight. At least one is required.
+    /// Services that receive the connections, chosen by weight: the short form, for every request
+    /// matching `path`. Either `backends` or `rules` is required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = 16))]
     pub backends: Vec<BackendRef>,
+
+    /// Rules, each with its matches (path, headers, query parameters) and its backends: the long form,
+    /// for routes that send different requests to different Services. Precedence, for a request that
+    /// several matches accept (across this route and every other route on the same host): an Exact path,
+    /// then the longest Prefix path, then RegularExpression paths (longest pattern first); at equal
+    /// paths, more header matches, then more query matches; then the oldest route, then rule and match
+    /// order. The policy fields of the route (timeouts, loadBalancing, allowedOrigins, subprotocols,
+    /// limits) apply to every rule: use two WebSocketRoutes for two policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 16))]
+    pub rules: Vec<RouteRule>,
 
     /// Handshake and idle timeouts. Omitted values use the defaults (handshake `10s`, idle `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,15 +123,97 @@ pub struct RouteTls {
     pub redirect: bool,
 }
 
-/// A path matcher, with the semantics of Ingress paths.
+/// One rule: requests accepted by any of its matches go to its backends.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRule {
+    /// The rule applies to a request accepted by any of these matches. Empty or omitted: every request
+    /// (`Prefix /`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub matches: Vec<RouteMatch>,
+    /// Services that receive the rule's connections, chosen by weight.
+    #[schemars(length(min = 1, max = 16))]
+    pub backends: Vec<BackendRef>,
+}
+
+/// A request matches when its path and every listed header and query parameter match.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// The request path. Omitted means `Prefix /`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathMatchSpec>,
+    /// Request headers that must be present with a matching value (any one value of a repeated
+    /// header). Names are case-insensitive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub headers: Vec<HeaderMatchSpec>,
+    /// Query parameters that must be present with a matching value (the first occurrence; names and
+    /// values compared as sent, without percent-decoding). Names are case-sensitive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub query_params: Vec<QueryParamMatchSpec>,
+}
+
+/// A request header match.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.name.matches('^[!#$%&\\'*+.^_`|~0-9A-Za-z-]+$')",
+        "message": "a header name must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+    }
+]))]
+pub struct HeaderMatchSpec {
+    /// `Exact` (default) compares the whole value, case-sensitively; `RegularExpression` matches the
+    /// whole value against an RE2-syntax pattern.
+    #[serde(rename = "type", default)]
+    pub kind: ValueMatchType,
+    /// The header name, e.g. `X-Canary`.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// The value, or the pattern.
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// A query parameter match.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryParamMatchSpec {
+    /// `Exact` (default) compares the whole value; `RegularExpression` matches the whole value against
+    /// an RE2-syntax pattern.
+    #[serde(rename = "type", default)]
+    pub kind: ValueMatchType,
+    /// The parameter name, e.g. `room`.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// The value, or the pattern.
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// How a header or query value is compared.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ValueMatchType {
+    #[default]
+    Exact,
+    RegularExpression,
+}
+
+/// A path matcher, with the semantics of Ingress paths, plus regular expressions.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PathMatchSpec {
     /// `Exact` matches the path exactly (case-sensitive); `Prefix` matches element-wise on `/`, so
-    /// `/chat` matches `/chat` and `/chat/room`, not `/chatroom`. Default `Prefix`.
+    /// `/chat` matches `/chat` and `/chat/room`, not `/chatroom`; `RegularExpression` matches the whole
+    /// path against an RE2-syntax pattern (e.g. `/rooms/[0-9]+`; no backreferences or lookaround, so
+    /// matching takes linear time). Default `Prefix`.
     #[serde(rename = "type", default)]
     pub kind: PathMatchType,
-    /// The path; must start with `/`.
+    /// The path (must start with `/`), or the pattern.
+    #[schemars(length(min = 1, max = 1024))]
     pub value: String,
 }
 
@@ -117,6 +223,7 @@ pub enum PathMatchType {
     Exact,
     #[default]
     Prefix,
+    RegularExpression,
 }
 
 /// One weighted backend.

@@ -323,6 +323,7 @@ mod tests {
             source: Source { kind: SourceKind::WebSocketRoute, namespace: "ns".into(), name: "r".into() },
             host: HostMatch::Any,
             path: PathMatch::prefix("/"),
+            conditions: Default::default(),
             backends: backends
                 .iter()
                 .enumerate()

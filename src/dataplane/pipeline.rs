@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tracing::{Span, debug, warn};
 
 use crate::metrics::UpgradeOutcome;
-use crate::routes::{LoadBalancing, Route, normalize_host};
+use crate::routes::{LoadBalancing, RequestView, Route, normalize_host};
 
 use super::Shared;
 use super::access::{self, Kind, Session};
@@ -140,7 +140,8 @@ impl Trail {
         self.open_access(shared, conn, parts, &normalize_host(host));
         let table = shared.table.load();
         shared.balancer.observe(&table);
-        let Some(route) = table.lookup(host, path) else {
+        let request = RequestView { host, path, query: parts.uri.query(), headers: Some(&parts.headers) };
+        let Some(route) = table.lookup_request(&request) else {
             return Err(ProxyError::NoRoute { host: normalize_host(host).into_owned(), path: path.to_string() }.into());
         };
         Span::current().record("route", &*route.id);

@@ -16,6 +16,7 @@
 //! walks the same steps and reports them (which group, which routes were skipped). Nothing here knows
 //! about Kubernetes: the compiler translates objects into these types, the dataplane only reads them.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,10 +24,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod matches;
 pub mod policy;
 pub mod ring;
 pub mod tls;
 
+pub use matches::{Conditions, HeaderCondition, Pattern, QueryCondition, RequestView, ValueMatch};
 pub use policy::{
     Admission, CookieAffinity, HashOn, HashPolicy, LoadBalancing, OriginPolicy, Policy, Rate, RouteLimits, SameSite,
     SubprotocolPolicy,
@@ -94,6 +97,8 @@ pub enum PathKind {
     Exact,
     /// Element-wise prefix: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
     Prefix,
+    /// A regular expression matching the whole path (tried after every Exact and Prefix path).
+    RegularExpression,
 }
 
 /// A path matcher, normalized at compile time.
@@ -101,19 +106,29 @@ pub enum PathKind {
 pub struct PathMatch {
     pub kind: PathKind,
     /// For `Exact`, the path as written. For `Prefix`, the path without trailing slashes (`/` stays `/`).
+    /// For `RegularExpression`, the pattern.
     pub value: String,
+    /// The compiled pattern of a `RegularExpression` path.
+    #[serde(skip)]
+    pub pattern: Option<Pattern>,
 }
 
 impl PathMatch {
     pub fn exact(value: &str) -> PathMatch {
-        PathMatch { kind: PathKind::Exact, value: value.to_string() }
+        PathMatch { kind: PathKind::Exact, value: value.to_string(), pattern: None }
+    }
+
+    /// A regular-expression matcher; the error says why the pattern does not compile.
+    pub fn regex(pattern: &str) -> Result<PathMatch, String> {
+        let compiled = Pattern::new(pattern)?;
+        Ok(PathMatch { kind: PathKind::RegularExpression, value: pattern.to_string(), pattern: Some(compiled) })
     }
 
     /// A prefix matcher; trailing slashes are ignored, as the Ingress spec requires.
     pub fn prefix(value: &str) -> PathMatch {
         let trimmed = value.trim_end_matches('/');
         let value = if trimmed.is_empty() { "/" } else { trimmed };
-        PathMatch { kind: PathKind::Prefix, value: value.to_string() }
+        PathMatch { kind: PathKind::Prefix, value: value.to_string(), pattern: None }
     }
 
     /// Whether `path` (the request path, without query) matches.
@@ -129,12 +144,14 @@ impl PathMatch {
                     None => false,
                 }
             }
+            PathKind::RegularExpression => self.pattern.as_ref().is_some_and(|p| p.is_match(path)),
         }
     }
 
-    /// Ordering key inside a host group: longer paths first, `Exact` before `Prefix` at equal length.
-    fn precedence(&self) -> (std::cmp::Reverse<usize>, PathKind) {
-        (std::cmp::Reverse(self.value.len()), self.kind)
+    /// Ordering key inside a host group: Exact and Prefix paths before regular expressions; longer
+    /// paths (or patterns) first; `Exact` before `Prefix` at equal length.
+    fn precedence(&self) -> (bool, std::cmp::Reverse<usize>, PathKind) {
+        (self.kind == PathKind::RegularExpression, std::cmp::Reverse(self.value.len()), self.kind)
     }
 }
 
@@ -194,6 +211,9 @@ pub struct Route {
     pub source: Source,
     pub host: HostMatch,
     pub path: PathMatch,
+    /// Header and query-parameter matches the request must also satisfy (empty: none).
+    #[serde(skip_serializing_if = "Conditions::is_empty")]
+    pub conditions: Conditions,
     pub backends: Vec<Backend>,
     pub policy: Policy,
 }
@@ -206,9 +226,10 @@ impl Route {
 }
 
 impl RouteTable {
-    /// Builds a table from routes. Routes are grouped by host and ordered by path precedence; when two
-    /// routes have the same host and path matcher, the first one given wins (the compiler passes them
-    /// oldest first and reports the conflict itself).
+    /// Builds a table from routes. Routes are grouped by host and ordered by precedence: path (see
+    /// [`PathMatch`]), then more header conditions, then more query conditions, then the order given
+    /// (the compiler passes them oldest first). When two routes have the same host, path and
+    /// conditions, the first one given wins (the compiler reports the conflict itself).
     pub fn new(routes: Vec<Route>, default_backend: Option<Route>) -> RouteTable {
         let default_backend = default_backend.map(with_rings);
         let mut table = RouteTable { default_backend: default_backend.map(Arc::new), ..RouteTable::default() };
@@ -218,7 +239,7 @@ impl RouteTable {
                 HostMatch::Exact(h) => table.exact.entry(h.clone()).or_default(),
                 HostMatch::Wildcard(s) => table.wildcard.entry(s.clone()).or_default(),
             };
-            if group.iter().any(|r| r.path == route.path) {
+            if group.iter().any(|r| r.path == route.path && r.conditions == route.conditions) {
                 continue;
             }
             group.push(Arc::new(route));
@@ -226,28 +247,45 @@ impl RouteTable {
         let groups = table.exact.values_mut().chain(table.wildcard.values_mut());
         for group in groups.chain(std::iter::once(&mut table.any_host)) {
             // Stable: equal precedence keeps insertion order.
-            group.sort_by_key(|r| r.path.precedence());
+            group.sort_by_key(|r| {
+                let conditions = &r.conditions;
+                (r.path.precedence(), Reverse(conditions.headers.len()), Reverse(conditions.query.len()))
+            });
         }
         table
     }
 
-    /// Finds the route for a request. `host` may carry a port and any case; `path` excludes the query.
+    /// Finds the route for a request with only a host and a path (no query, no headers: routes with
+    /// header or query conditions never match). `host` may carry a port and any case.
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        self.walk(host, path, |_, _| {}).map(|(_, route)| route)
+        self.lookup_request(&RequestView::new(host, path))
     }
 
-    /// The same lookup as [`lookup`](RouteTable::lookup), step by step: which host group answered, and
-    /// which routes were tried and skipped before it (for `/debug/explain` and `wsgate check --explain`).
-    pub fn explain(&self, host: &str, path: &str) -> Explanation {
+    /// Finds the route for a request. `request.host` may carry a port and any case.
+    pub fn lookup_request(&self, request: &RequestView<'_>) -> Option<&Arc<Route>> {
+        self.walk(request, |_, _| {}).map(|(_, route)| route)
+    }
+
+    /// [`explain_request`](RouteTable::explain_request) for a host and a path with an optional query.
+    pub fn explain(&self, host: &str, path_and_query: &str) -> Explanation {
+        self.explain_request(&RequestView::with_query(host, path_and_query))
+    }
+
+    /// The same lookup as [`lookup_request`](RouteTable::lookup_request), step by step: which host group
+    /// answered, and which routes were tried and skipped before it (for `/debug/explain` and `wsgate
+    /// check --explain`).
+    pub fn explain_request(&self, request: &RequestView<'_>) -> Explanation {
         let mut skipped = Vec::new();
         let mut skipped_more = 0;
-        let found = self.walk(host, path, |group, route| {
+        let found = self.walk(request, |group, route| {
             if skipped.len() < MAX_SKIPPED_SHOWN {
                 skipped.push(Skipped {
                     group,
                     route: Arc::clone(&route.id),
                     host: route.host.clone(),
                     path: route.path.clone(),
+                    conditions: route.conditions.clone(),
+                    why: if route.path.matches(request.path) { "conditions" } else { "path" },
                 });
             } else {
                 skipped_more += 1;
@@ -259,8 +297,8 @@ impl RouteTable {
             Some(_) => Outcome::NoReadyEndpoint,
         };
         Explanation {
-            host: normalize_host(host).into_owned(),
-            path: path.to_string(),
+            host: normalize_host(request.host).into_owned(),
+            path: request.path.to_string(),
             outcome,
             group: found.map(|(group, _)| group),
             route: found.map(|(_, route)| Arc::clone(route)),
@@ -270,16 +308,16 @@ impl RouteTable {
     }
 
     /// The lookup itself, shared by `lookup` and `explain` so the two cannot disagree: calls `skip` for
-    /// every route whose path did not match, in the order they were tried.
+    /// every route whose path or conditions did not match, in the order they were tried.
     fn walk<'t>(
         &'t self,
-        host: &str,
-        path: &str,
+        request: &RequestView<'_>,
         mut skip: impl FnMut(HostGroup, &'t Arc<Route>),
     ) -> Option<(HostGroup, &'t Arc<Route>)> {
+        let path = request.path;
         let mut first = |group: HostGroup, routes: &'t [Arc<Route>]| {
             let found = routes.iter().find(|r| {
-                let hit = r.path.matches(path);
+                let hit = r.path.matches(path) && (r.conditions.is_empty() || r.conditions.matches(request));
                 if !hit {
                     skip(group, r);
                 }
@@ -287,7 +325,7 @@ impl RouteTable {
             });
             found.map(|route| (group, route))
         };
-        let host = normalize_host(host);
+        let host = normalize_host(request.host);
         let host = host.as_ref();
         if let Some(found) = self.exact.get(host).and_then(|g| first(HostGroup::Exact, g)) {
             return Some(found);
@@ -389,13 +427,17 @@ pub enum Outcome {
     NoRoute,
 }
 
-/// A route that was tried before the one that matched (its path did not match the request's).
+/// A route that was tried before the one that matched (its path or conditions did not match).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     pub group: HostGroup,
     pub route: Arc<str>,
     pub host: HostMatch,
     pub path: PathMatch,
+    #[serde(skip_serializing_if = "Conditions::is_empty")]
+    pub conditions: Conditions,
+    /// `path` (the path did not match) or `conditions` (it did, a header or query condition did not).
+    pub why: &'static str,
 }
 
 /// A lookup, step by step (see [`RouteTable::explain`]).
@@ -420,13 +462,16 @@ impl std::fmt::Display for Explanation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "host {:?} path {:?}:", self.host, self.path)?;
         for skipped in &self.skipped {
+            let conditions =
+                if skipped.conditions.is_empty() { String::new() } else { format!(", {}", skipped.conditions) };
             writeln!(
                 f,
-                "  skipped  {} ({} {}, path {}): path does not match",
+                "  skipped  {} ({} {}, path {}{conditions}): {} does not match",
                 skipped.route,
                 skipped.group.as_str(),
                 skipped.host,
-                skipped.path
+                skipped.path,
+                skipped.why
             )?;
         }
         if self.skipped_more > 0 {
@@ -435,9 +480,10 @@ impl std::fmt::Display for Explanation {
         let (Some(route), Some(group)) = (&self.route, self.group) else {
             return writeln!(f, "  no route: the request is answered 404");
         };
+        let conditions = if route.conditions.is_empty() { String::new() } else { format!(", {}", route.conditions) };
         writeln!(
             f,
-            "  matched  {} ({} {}, path {}) from {:?} {}/{}",
+            "  matched  {} ({} {}, path {}{conditions}) from {:?} {}/{}",
             route.id,
             group.as_str(),
             route.host,
@@ -497,6 +543,7 @@ mod tests {
             source: Source { kind: SourceKind::WebSocketRoute, namespace: "ns".into(), name: id.into() },
             host: HostMatch::parse(host),
             path,
+            conditions: Conditions::default(),
             backends: vec![Backend {
                 name: format!("ns/{id}:80"),
                 weight: 1,

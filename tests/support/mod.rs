@@ -152,6 +152,7 @@ pub fn route_for(name: &str, host: HostMatch, path: PathMatch, backends: Vec<Bac
         source: Source { kind: SourceKind::WebSocketRoute, namespace: "test".into(), name: name.into() },
         host,
         path,
+        conditions: Default::default(),
         backends,
         policy,
     }

@@ -114,6 +114,7 @@ pub(super) fn compile_ingress(
         source: source.clone(),
         host,
         path,
+        conditions: Default::default(),
         backends: vec![backend],
         policy: Policy::default(),
     };

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use crate::routes::HostMatch;
+use crate::routes::{Conditions, HostMatch};
 
 /// Parses a non-empty hostname into a matcher, or says what is wrong with it (a complete sentence
 /// naming the value). Upper case is refused: callers that accept it lower-case first.
@@ -65,7 +65,8 @@ pub(super) fn check_path(path: &str) -> Result<(), String> {
 }
 
 /// A host and path matcher in words, for messages: `Prefix /chat on host chat.example.com`.
-pub(super) fn describe(host: &HostMatch, path: &crate::routes::PathMatch) -> String {
+pub(super) fn describe(host: &HostMatch, path: &crate::routes::PathMatch, conditions: &Conditions) -> String {
+    let path = if conditions.is_empty() { path.to_string() } else { format!("{path} with {conditions}") };
     match host {
         HostMatch::Any => format!("{path} on every host"),
         host => format!("{path} on host {host}"),

@@ -40,7 +40,7 @@ pub use duration::{DurationError, format_duration, parse_duration};
 
 use self::backends::{PortRef, ProblemSite, ServiceIndex};
 use crate::controller::Snapshot;
-use crate::routes::{Backend, HostMatch, PathMatch, Route, RouteTable};
+use crate::routes::{Backend, Conditions, HostMatch, PathMatch, Route, RouteTable};
 
 /// The `spec.controller` value of IngressClasses served by wsgate.
 pub const CONTROLLER_NAME: &str = "wsgate.dev/ingress-controller";
@@ -216,13 +216,17 @@ struct Outcome {
 /// Gives each host + path (and the default backend) to the first claimant asking for it. Claimants come
 /// oldest first; a later claim from another object is Conflicted, one from the same object a Duplicate.
 fn claim(claimants: &[Claimant], diagnostics: &mut Vec<Diagnostic>) -> Vec<Outcome> {
-    let mut owners: HashMap<(&HostMatch, &PathMatch), (usize, &str)> = HashMap::new();
+    // why allowed: a PathMatch's regex has an internal cache, but PathMatch hashes and compares by
+    // its source text only, which never changes.
+    #[allow(clippy::mutable_key_type)]
+    let mut owners: HashMap<(&HostMatch, &PathMatch, &Conditions), (usize, &str)> = HashMap::new();
     let mut default_owner: Option<usize> = None;
     let mut outcomes: Vec<Outcome> = claimants.iter().map(|_| Outcome::default()).collect();
     for (at, claimant) in claimants.iter().enumerate() {
         for (i, candidate) in claimant.routes.iter().enumerate() {
-            let key = (&candidate.route.host, &candidate.route.path);
-            let matcher = matchers::describe(&candidate.route.host, &candidate.route.path);
+            let route = &candidate.route;
+            let key = (&route.host, &route.path, &route.conditions);
+            let matcher = matchers::describe(&route.host, &route.path, &route.conditions);
             match owners.get(&key) {
                 None => {
                     owners.insert(key, (at, candidate.field.as_str()));

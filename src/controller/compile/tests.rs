@@ -64,6 +64,8 @@ struct GoldenRoute {
     source: String,
     host: String,
     path: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    conditions: String,
     backends: Vec<GoldenBackend>,
     policy: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +87,7 @@ impl GoldenRoute {
             source: format!("{:?} {}/{}", route.source.kind, route.source.namespace, route.source.name),
             host: route.host.to_string(),
             path: route.path.to_string(),
+            conditions: route.conditions.to_string(),
             backends: route
                 .backends
                 .iter()

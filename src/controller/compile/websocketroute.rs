@@ -3,6 +3,8 @@
 //! ```text
 //!   spec.hostnames[k] (or every host) × spec.path (default Prefix /) ─► one candidate per hostname
 //!   spec.backends[b]  ─► weighted backends (weight default 1, at most 1000000)
+//!   or spec.rules[i]: hostnames × rules[i].matches[j] (path + header and query conditions; none:
+//!                     Prefix /) ─► one candidate each, with rules[i].backends
 //!   spec.timeouts, spec.loadBalancing, spec.allowedOrigins, spec.subprotocols, spec.limits
 //!                     ─► Policy (policy.rs, shared with the wsgate.dev/ Ingress annotations)
 //!   spec.tls.secretName ─► a TLS request for the hostnames (a bad Secret: ResolvedRefs=False)
@@ -19,11 +21,14 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::backends::{PortRef, ServiceIndex};
 use super::conditions::{Condition, ConditionType, RouteConditions};
 use super::matchers::{check_path, parse_hostname};
-use super::policy::{FieldSite, PolicySpec, compile_policy};
+use super::policy::{FieldSite, PolicySpec, compile_policy, is_token};
 use super::tls::TlsRequest;
-use super::{Candidate, Claimant, Diagnostic, ObjectKind, ObjectReport, Outcome, Reason};
-use crate::crd::{PathMatchType, WebSocketRoute};
-use crate::routes::{HostMatch, PathMatch, Route, Source, SourceKind};
+use super::{BackendNote, Candidate, Claimant, Diagnostic, ObjectKind, ObjectReport, Outcome, Reason};
+use crate::crd::{BackendRef, PathMatchSpec, PathMatchType, RouteMatch, ValueMatchType, WebSocketRoute};
+use crate::routes::{
+    Backend, Conditions, HeaderCondition, HostMatch, PathMatch, Pattern, QueryCondition, Route, Source, SourceKind,
+    ValueMatch,
+};
 
 /// Largest weight a backend may have.
 const MAX_WEIGHT: u32 = 1_000_000;
@@ -62,53 +67,47 @@ pub(super) fn compile_route(
         hosts.push((HostMatch::Any, "spec.path".to_string()));
     }
 
-    let path = match &spec.path {
-        None => Some(PathMatch::prefix("/")),
-        Some(path) => match check_path(&path.value) {
-            Ok(()) => Some(match path.kind {
-                PathMatchType::Exact => PathMatch::exact(&path.value),
-                PathMatchType::Prefix => PathMatch::prefix(&path.value),
-            }),
-            Err(message) => {
-                report.invalid("spec.path.value".to_string(), message);
-                None
-            }
-        },
-    };
-
-    if spec.backends.is_empty() {
-        report.invalid("spec.backends".to_string(), "at least one backend is required".to_string());
-    }
-    let mut backends = Vec::new();
-    let mut notes = Vec::new();
-    for (b, backend) in spec.backends.iter().enumerate() {
-        let field = format!("spec.backends[{b}]");
-        let weight = backend.weight.unwrap_or(1);
-        if weight > MAX_WEIGHT {
-            report.invalid(format!("{field}.weight"), format!("weight {weight} is above the maximum {MAX_WEIGHT}"));
+    // The short form (`path` + `backends`) is one rule; the long form lists them.
+    let mut rules: Vec<Rule> = Vec::new();
+    if !spec.rules.is_empty() {
+        if !spec.backends.is_empty() {
+            let message = "set either backends (with an optional path) or rules, not both".to_string();
+            report.invalid("spec.backends".to_string(), message);
         }
-        let name = backend.service.name.as_str();
-        if name.is_empty() {
-            report.invalid(format!("{field}.service.name"), "service name is required".to_string());
+        if spec.path.is_some() {
+            let message = "path is not allowed with rules: write it in rules[].matches[].path".to_string();
+            report.invalid("spec.path".to_string(), message);
         }
-        let port_field = format!("{field}.service.port");
-        let port = match &backend.service.port {
-            IntOrString::Int(n) if (1..=65535).contains(n) => Some(PortRef::Number(*n)),
-            IntOrString::Int(n) => {
-                report.invalid(port_field.clone(), format!("port number {n} is out of range 1-65535"));
-                None
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let field = format!("spec.rules[{i}]");
+            let mut matches = Vec::new();
+            for (j, m) in rule.matches.iter().enumerate() {
+                let field = format!("{field}.matches[{j}]");
+                if let Some(matcher) = route_match(&mut report, m, &field) {
+                    matches.push((matcher, field));
+                }
             }
-            IntOrString::String(s) if !s.is_empty() => Some(PortRef::Name(s.clone())),
-            IntOrString::String(_) => {
-                report.invalid(port_field.clone(), "service port is required".to_string());
-                None
+            if rule.matches.is_empty() {
+                matches.push(((PathMatch::prefix("/"), Conditions::default()), field.clone()));
             }
+            if rule.backends.is_empty() {
+                report.invalid(format!("{field}.backends"), "at least one backend is required".to_string());
+            }
+            let (backends, notes) = resolve_backends(&mut report, &rule.backends, &format!("{field}.backends"));
+            rules.push(Rule { matches, backends, notes });
+        }
+    } else {
+        let path = match &spec.path {
+            None => Some(PathMatch::prefix("/")),
+            Some(path) => path_match(&mut report, path, "spec.path"),
         };
-        if let Some(port) = port.filter(|_| !name.is_empty()) {
-            let (backend, note) = report.resolve(name, &port, weight, &format!("{field}.service"), &port_field);
-            backends.push(backend);
-            notes.push(note);
+        if spec.backends.is_empty() {
+            report.invalid("spec.backends".to_string(), "at least one backend is required".to_string());
         }
+        let (backends, notes) = resolve_backends(&mut report, &spec.backends, "spec.backends");
+        // why no field: a short-form candidate is named by its hostname's field, as before rules existed.
+        let matches = path.map(|path| ((path, Conditions::default()), String::new())).into_iter().collect();
+        rules.push(Rule { matches, backends, notes });
     }
 
     let fields = PolicySpec {
@@ -144,23 +143,28 @@ pub(super) fn compile_route(
         }
     }
 
-    if let Some(path) = path.filter(|_| report.invalid.is_empty()) {
+    if report.invalid.is_empty() {
         let id: Arc<str> = format!("{}/{}", object.namespace, object.name).into();
         let source =
             Source { kind: SourceKind::WebSocketRoute, namespace: object.namespace.clone(), name: object.name.clone() };
-        for (host, field) in hosts {
-            claimant.routes.push(Candidate {
-                route: Route {
-                    id: id.clone(),
-                    source: source.clone(),
-                    host,
-                    path: path.clone(),
-                    backends: backends.clone(),
-                    policy: policy.clone(),
-                },
-                field,
-                backends: notes.clone(),
-            });
+        for (host, host_field) in &hosts {
+            for rule in &rules {
+                for ((path, conditions), match_field) in &rule.matches {
+                    claimant.routes.push(Candidate {
+                        route: Route {
+                            id: id.clone(),
+                            source: source.clone(),
+                            host: host.clone(),
+                            path: path.clone(),
+                            conditions: conditions.clone(),
+                            backends: rule.backends.clone(),
+                            policy: policy.clone(),
+                        },
+                        field: if match_field.is_empty() { host_field.clone() } else { match_field.clone() },
+                        backends: rule.notes.clone(),
+                    });
+                }
+            }
         }
     }
     let ObjectReport { invalid, unresolved, .. } = report;
@@ -171,6 +175,127 @@ pub(super) fn compile_route(
         claimant.tls.clear();
     }
     claimant
+}
+
+/// One rule of a route: its matchers (each with the field it was written at) and its backends.
+struct Rule {
+    matches: Vec<((PathMatch, Conditions), String)>,
+    backends: Vec<Backend>,
+    notes: Vec<BackendNote>,
+}
+
+/// Resolves a list of weighted backends written at `field` (`spec.backends`, `spec.rules[0].backends`).
+fn resolve_backends(
+    report: &mut ObjectReport<'_, '_>,
+    list: &[BackendRef],
+    field: &str,
+) -> (Vec<Backend>, Vec<BackendNote>) {
+    let mut backends = Vec::new();
+    let mut notes = Vec::new();
+    for (b, backend) in list.iter().enumerate() {
+        let field = format!("{field}[{b}]");
+        let weight = backend.weight.unwrap_or(1);
+        if weight > MAX_WEIGHT {
+            report.invalid(format!("{field}.weight"), format!("weight {weight} is above the maximum {MAX_WEIGHT}"));
+        }
+        let name = backend.service.name.as_str();
+        if name.is_empty() {
+            report.invalid(format!("{field}.service.name"), "service name is required".to_string());
+        }
+        let port_field = format!("{field}.service.port");
+        let port = match &backend.service.port {
+            IntOrString::Int(n) if (1..=65535).contains(n) => Some(PortRef::Number(*n)),
+            IntOrString::Int(n) => {
+                report.invalid(port_field.clone(), format!("port number {n} is out of range 1-65535"));
+                None
+            }
+            IntOrString::String(s) if !s.is_empty() => Some(PortRef::Name(s.clone())),
+            IntOrString::String(_) => {
+                report.invalid(port_field.clone(), "service port is required".to_string());
+                None
+            }
+        };
+        if let Some(port) = port.filter(|_| !name.is_empty()) {
+            let (backend, note) = report.resolve(name, &port, weight, &format!("{field}.service"), &port_field);
+            backends.push(backend);
+            notes.push(note);
+        }
+    }
+    (backends, notes)
+}
+
+/// A path as written at `field` (`spec.path`, `spec.rules[0].matches[1].path`).
+fn path_match(report: &mut ObjectReport<'_, '_>, path: &PathMatchSpec, field: &str) -> Option<PathMatch> {
+    let value_field = format!("{field}.value");
+    match path.kind {
+        PathMatchType::RegularExpression => match PathMatch::regex(&path.value) {
+            Ok(path) => Some(path),
+            Err(error) => {
+                report.invalid(value_field, format!("{:?} is not a valid regular expression: {error}", path.value));
+                None
+            }
+        },
+        kind => match check_path(&path.value) {
+            Ok(()) if kind == PathMatchType::Exact => Some(PathMatch::exact(&path.value)),
+            Ok(()) => Some(PathMatch::prefix(&path.value)),
+            Err(message) => {
+                report.invalid(value_field, message);
+                None
+            }
+        },
+    }
+}
+
+/// One entry of `rules[].matches`: its path and its header and query conditions.
+fn route_match(report: &mut ObjectReport<'_, '_>, m: &RouteMatch, field: &str) -> Option<(PathMatch, Conditions)> {
+    let path = match &m.path {
+        None => Some(PathMatch::prefix("/")),
+        Some(path) => path_match(report, path, &format!("{field}.path")),
+    };
+    let mut ok = path.is_some();
+    let value = |report: &mut ObjectReport<'_, '_>, kind: ValueMatchType, text: &str, field: String| match kind {
+        ValueMatchType::Exact => Some(ValueMatch::Exact(text.to_string())),
+        ValueMatchType::RegularExpression => match Pattern::new(text) {
+            Ok(pattern) => Some(ValueMatch::RegularExpression(pattern)),
+            Err(error) => {
+                report.invalid(field, format!("{text:?} is not a valid regular expression: {error}"));
+                None
+            }
+        },
+    };
+    let mut conditions = Conditions::default();
+    for (k, header) in m.headers.iter().enumerate() {
+        let field = format!("{field}.headers[{k}]");
+        let name = header.name.to_ascii_lowercase();
+        if !is_token(&header.name) {
+            let message = format!("{:?} is not a valid header name (an HTTP token)", header.name);
+            report.invalid(format!("{field}.name"), message);
+            ok = false;
+        } else if conditions.headers.iter().any(|h| h.name == name) {
+            // Gateway API's rule: only the first entry for a name counts; wsgate refuses the ambiguity.
+            report.invalid(format!("{field}.name"), format!("header {:?} is matched twice", header.name));
+            ok = false;
+        } else if let Some(value) = value(report, header.kind, &header.value, format!("{field}.value")) {
+            conditions.headers.push(HeaderCondition { name, value });
+        } else {
+            ok = false;
+        }
+    }
+    for (k, query) in m.query_params.iter().enumerate() {
+        let field = format!("{field}.queryParams[{k}]");
+        if query.name.is_empty() {
+            report.invalid(format!("{field}.name"), "a query parameter name is required".to_string());
+            ok = false;
+        } else if conditions.query.iter().any(|q| q.name == query.name) {
+            report.invalid(format!("{field}.name"), format!("query parameter {:?} is matched twice", query.name));
+            ok = false;
+        } else if let Some(value) = value(report, query.kind, &query.value, format!("{field}.value")) {
+            conditions.query.push(QueryCondition { name: query.name.clone(), value });
+        } else {
+            ok = false;
+        }
+    }
+    path.filter(|_| ok).map(|path| (path, conditions))
 }
 
 /// Accepted, ResolvedRefs and Programmed for one route, given what compile, claim and the TLS step found.
