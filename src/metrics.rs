@@ -1,6 +1,6 @@
 //! Every Prometheus metric family wsgate exports, in one registry.
 //!
-//! Labels come only from configured objects (`route` is the source object's `namespace/name`) or closed
+//! Labels come only from configured objects (`route` is the source object's `kind/namespace/name`) or closed
 //! sets (`outcome`, `direction`, `code`, `reason`) or served Secrets (`secret`, `namespace/name`): never client addresses, paths or error text. Requests that
 //! match no route are counted under `route=""`.
 

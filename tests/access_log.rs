@@ -265,7 +265,7 @@ async fn each_request_and_session_gets_one_line_saying_where_it_went_and_why() {
     assert_eq!(line["method"], "GET");
     assert_eq!(line["host"], "chat.example.com");
     assert_eq!(line["status"], 101);
-    assert_eq!(line["route"], "default/chat");
+    assert_eq!(line["route"], "websocketroute/default/chat");
     assert_eq!(line["backend"], backend_name.as_str());
     assert_eq!(line["endpoint"], endpoint.as_str());
     assert_eq!(line["pick"], "least_connections");
@@ -278,7 +278,10 @@ async fn each_request_and_session_gets_one_line_saying_where_it_went_and_why() {
     // A route with a 300 ms idle timeout: the session ends by itself.
     let mut quiet = wsgate.ws("chat.example.com", "/quiet").await;
     let line = wsgate.access_line("/quiet", None).await;
-    assert_eq!((&line["route"], &line["end"]), (&Value::from("default/quiet"), &Value::from("idle_timeout")));
+    assert_eq!(
+        (&line["route"], &line["end"]),
+        (&Value::from("websocketroute/default/quiet"), &Value::from("idle_timeout"))
+    );
     assert!(line["duration_ms"].as_u64().is_some_and(|ms| ms >= 300), "{line}");
     assert!(matches!(within("closed", quiet.next()).await, None | Some(Ok(Message::Close(_))) | Some(Err(_))));
 
@@ -286,7 +289,10 @@ async fn each_request_and_session_gets_one_line_saying_where_it_went_and_why() {
     let (status, _) = wsgate.get("chat.example.com", "/chat/info?key=s3cret").await;
     assert_eq!(status, 200);
     let line = wsgate.access_line("/chat/info", None).await;
-    assert_eq!((&line["kind"], &line["status"], &line["route"]), (&"http".into(), &200.into(), &"default/chat".into()));
+    assert_eq!(
+        (&line["kind"], &line["status"], &line["route"]),
+        (&"http".into(), &200.into(), &"websocketroute/default/chat".into())
+    );
     assert_eq!(line["endpoint"], endpoint.as_str());
     assert!(line["end"].is_null() && line["bytes_down"].as_u64().is_some_and(|n| n > 0), "{line}");
     let (status, _) = wsgate.get("nowhere.test", "/missing").await;
@@ -303,7 +309,7 @@ async fn each_request_and_session_gets_one_line_saying_where_it_went_and_why() {
     let line = wsgate.access_line("/reject", None).await;
     assert_eq!(
         (&line["kind"], &line["status"], &line["route"]),
-        (&"websocket".into(), &403.into(), &"default/wild".into())
+        (&"websocket".into(), &403.into(), &"websocketroute/default/wild".into())
     );
     assert!(line["end"].is_null(), "{line}");
 
@@ -320,7 +326,7 @@ async fn each_request_and_session_gets_one_line_saying_where_it_went_and_why() {
     // Reading on after the backend's Close frame sends the client's reply; then the backend closes.
     while let Some(Ok(_)) = within("server close", second.next()).await {}
     let line = wsgate.access_line("/server-close", None).await;
-    assert_eq!((&line["route"], &line["status"]), (&"default/wild".into(), &101.into()));
+    assert_eq!((&line["route"], &line["status"]), (&"websocketroute/default/wild".into(), &101.into()));
     assert_eq!(line["end"], "backend_closed", "{line}");
 
     // One line per exchange, never a query string or a header.
@@ -348,7 +354,8 @@ async fn nothing_is_logged_with_the_access_log_off() {
     within("the session ended", async {
         loop {
             let (_, metrics) = http_get(wsgate.admin, "admin", "/metrics").await;
-            let ended = support::sample(&metrics, "wsgate_websocket_connections_active{route=\"default/chat\"}");
+            let ended =
+                support::sample(&metrics, "wsgate_websocket_connections_active{route=\"websocketroute/default/chat\"}");
             if ended == Some(0.0) {
                 break;
             }
@@ -378,8 +385,13 @@ async fn text_lines_follow_the_log_format() {
         }
     })
     .await;
-    for field in ["kind=\"websocket\"", "route=\"default/chat\"", "status=101", "end=\"client_closed\"", "bytes_up=11"]
-    {
+    for field in [
+        "kind=\"websocket\"",
+        "route=\"websocketroute/default/chat\"",
+        "status=101",
+        "end=\"client_closed\"",
+        "bytes_up=11",
+    ] {
         assert!(line.contains(field), "{field} in {line}");
     }
     assert!(serde_json::from_str::<Value>(&line).is_err(), "text, not JSON: {line}");
@@ -404,8 +416,8 @@ async fn debug_explain_says_which_route_a_request_would_take_and_why() {
     let exact = explain("host=Chat.Example.com:8080&path=%2Fchat%2Froom").await;
     assert_eq!((&exact["host"], &exact["path"]), (&"chat.example.com".into(), &"/chat/room".into()), "{exact}");
     assert_eq!((&exact["outcome"], &exact["group"]), (&"routed".into(), &"exact".into()), "{exact}");
-    assert_eq!(exact["route"]["id"], "default/chat");
-    assert_eq!(exact["skipped"][0]["route"], "default/quiet", "{exact}");
+    assert_eq!(exact["route"]["id"], "websocketroute/default/chat");
+    assert_eq!(exact["skipped"][0]["route"], "websocketroute/default/quiet", "{exact}");
     assert_eq!(exact["skipped"][0]["path"]["value"], "/quiet");
     let backends = &exact["route"]["backends"];
     assert_eq!((&backends[0]["name"], &backends[0]["weight"]), (&"default/echo:ws".into(), &1.into()), "{exact}");
@@ -414,7 +426,10 @@ async fn debug_explain_says_which_route_a_request_would_take_and_why() {
 
     // A host only the wildcard covers; the exact group's routes for that host are not involved.
     let wildcard = explain("host=a.example.com&path=/chat").await;
-    assert_eq!((&wildcard["group"], &wildcard["route"]["id"]), (&"wildcard".into(), &"default/wild".into()));
+    assert_eq!(
+        (&wildcard["group"], &wildcard["route"]["id"]),
+        (&"wildcard".into(), &"websocketroute/default/wild".into())
+    );
     assert_eq!(wildcard["skipped"], serde_json::json!([]));
 
     // chat.example.com with a path its exact routes do not serve: both skipped, then the wildcard.
@@ -442,12 +457,18 @@ fn check_explain_prints_the_route_a_request_would_take() {
     };
     let stdout = run("Echo.Localhost", "/http/x");
     assert!(stdout.contains("explain: host \"echo.localhost\" path \"/http/x\":"), "{stdout}");
-    assert!(stdout.contains("matched  default/echo-http (exact host echo.localhost, path Prefix /http)"), "{stdout}");
+    assert!(
+        stdout.contains("matched  ingress/default/echo-http (exact host echo.localhost, path Prefix /http)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("backend  default/echo:80 weight 1: 127.0.0.1:9001, 127.0.0.1:9002"), "{stdout}");
     // Another path on that host: the exact group has nothing for it, the route for any host takes it.
     let stdout = run("echo.localhost", "/chat");
-    assert!(stdout.contains("skipped  default/echo-http (exact host echo.localhost, path Prefix /http)"), "{stdout}");
-    assert!(stdout.contains("matched  default/echo (any host *, path Prefix /)"), "{stdout}");
+    assert!(
+        stdout.contains("skipped  ingress/default/echo-http (exact host echo.localhost, path Prefix /http)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("matched  websocketroute/default/echo (any host *, path Prefix /)"), "{stdout}");
     assert!(stdout.contains("0 error(s)"), "the usual summary follows: {stdout}");
 }
 

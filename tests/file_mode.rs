@@ -121,12 +121,16 @@ async fn edits_are_served_live_and_a_broken_manifest_keeps_the_last_good_table()
     let routes: serde_json::Value = serde_json::from_str(&routes).expect("JSON");
     assert_eq!(routes["generation"], 2);
     assert_eq!(routes["routes"][0]["path"]["value"], "/rooms");
-    assert_eq!(routes["routes"][0]["id"], "default/chat");
+    assert_eq!(routes["routes"][0]["id"], "websocketroute/default/chat");
     let endpoints = &routes["routes"][0]["backends"][0]["endpoints"];
     assert_eq!(endpoints.as_array().map(Vec::len), Some(2), "{routes}");
 
     let (_, metrics) = admin_get(running.admin, "/metrics").await;
-    assert_eq!(sample(&metrics, "wsgate_websocket_connections_active{route=\"default/chat\"}"), Some(2.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "wsgate_websocket_connections_active{route=\"websocketroute/default/chat\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
     assert_eq!(sample(&metrics, "wsgate_config_errors"), Some(0.0), "fixed: {metrics}");
     drop((session, second));
 

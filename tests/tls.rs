@@ -220,7 +220,11 @@ async fn https_and_websockets_are_served_per_sni_name_and_unknown_names_are_refu
     let text = metrics(&running).await;
     assert!(sample(&text, "wsgate_tls_certificate_expiry_timestamp_seconds{secret=\"default/chat-tls\"}").is_some());
     assert!(sample(&text, "wsgate_tls_certificate_expiry_timestamp_seconds{secret=\"default/other-tls\"}").is_some());
-    assert_eq!(sample(&text, "wsgate_websocket_connections_active{route=\"default/chat\"}"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "wsgate_websocket_connections_active{route=\"ingress/default/chat\"}"),
+        Some(1.0),
+        "{text}"
+    );
 
     // Close from the client: the backend's close comes back through the relay.
     chat_ws.close(None).await.expect("close");
@@ -229,8 +233,8 @@ async fn https_and_websockets_are_served_per_sni_name_and_unknown_names_are_refu
     drop(chat_ws);
     eventually("the TLS tunnel ended and its bytes are counted", || async {
         let text = metrics(&running).await;
-        let active = sample(&text, "wsgate_websocket_connections_active{route=\"default/chat\"}");
-        let up = sample(&text, "wsgate_proxied_bytes_total{direction=\"upstream\",route=\"default/chat\"}");
+        let active = sample(&text, "wsgate_websocket_connections_active{route=\"ingress/default/chat\"}");
+        let up = sample(&text, "wsgate_proxied_bytes_total{direction=\"upstream\",route=\"ingress/default/chat\"}");
         active == Some(0.0) && up.unwrap_or(0.0) >= 200_000.0
     })
     .await;
@@ -446,9 +450,9 @@ async fn plain_http_is_redirected_to_https_on_routes_that_ask_for_it() {
 
     // Every redirect is counted as a request of its route with status 308; the served one as 200.
     let text = metrics(&running).await;
-    let redirected = sample(&text, "wsgate_http_requests_total{code=\"308\",route=\"default/chat\"}");
+    let redirected = sample(&text, "wsgate_http_requests_total{code=\"308\",route=\"ingress/default/chat\"}");
     assert_eq!(redirected, Some(5.0), "{text}");
-    let served = sample(&text, "wsgate_http_requests_total{code=\"200\",route=\"default/chat\"}");
+    let served = sample(&text, "wsgate_http_requests_total{code=\"200\",route=\"ingress/default/chat\"}");
     assert_eq!(served, Some(1.0), "{text}");
 }
 

@@ -14,7 +14,7 @@
 //!
 //! Fields: `kind` (http | websocket), `client` (IP), `listener` (http | https), `method`, `host` (as
 //! routed: lower-case, no port), `path` (never the query string), `status` (for WebSockets the handshake
-//! answer), `route` (namespace/name, "" without one), `backend` and `endpoint` (what the balancer picked;
+//! answer), `route` (kind/namespace/name, "" without one), `backend` and `endpoint` (what the balancer picked;
 //! absent when no endpoint was picked), why that endpoint: `pick` (the policy), `candidates` (how many
 //! endpoints it chose among), `ejected` (how many it skipped as ejected) and `attempt` (2 after a failed
 //! connect, ...), and on consistent-hash routes `affinity` (where the key came from: header, cookie,

@@ -206,7 +206,8 @@ pub struct Backend {
 /// A host + path matcher with its backends and policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Route {
-    /// `namespace/name` of the source object: the `route` label of every metric.
+    /// `kind/namespace/name` of the source object (`ingress/default/chat`, `websocketroute/default/chat`):
+    /// the `route` label of every metric, so an Ingress and a WebSocketRoute of one name never share one.
     pub id: Arc<str>,
     pub source: Source,
     pub host: HostMatch,

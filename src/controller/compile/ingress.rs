@@ -107,7 +107,7 @@ pub(super) fn compile_ingress(
 ) -> Claimant {
     let mut claimant = Claimant::new(ObjectKind::Ingress, &ingress.metadata);
     let object = claimant.object.clone();
-    let id: Arc<str> = format!("{}/{}", object.namespace, object.name).into();
+    let id: Arc<str> = format!("ingress/{}/{}", object.namespace, object.name).into();
     let source = Source { kind: SourceKind::Ingress, namespace: object.namespace.clone(), name: object.name.clone() };
     let route = |host: HostMatch, path: PathMatch, backend: Backend| Route {
         id: id.clone(),

@@ -165,7 +165,9 @@ fn check_requests(case: &Path, table: &RouteTable) -> Result<usize, String> {
         let ok = match (&request.expect, found) {
             (None, None) => true,
             (Some(expect), Some(route)) => {
-                route.id.as_ref() == expect || route.backends.iter().any(|b| &b.name == expect)
+                // The route id is kind-qualified; `namespace/name` of its object is accepted too.
+                let object = format!("{}/{}", route.source.namespace, route.source.name);
+                route.id.as_ref() == expect || &object == expect || route.backends.iter().any(|b| &b.name == expect)
             }
             _ => false,
         };
@@ -280,11 +282,11 @@ fn quickstart_example_compiles_without_diagnostics() {
 
     let table = &compiled.table;
     let websocket = table.lookup("localhost:8080", "/chat").expect("the WebSocketRoute serves every host");
-    assert_eq!(websocket.id.as_ref(), "default/echo");
+    assert_eq!(websocket.id.as_ref(), "websocketroute/default/echo");
     let endpoints: Vec<String> = websocket.backends[0].endpoints.iter().map(|e| e.addr.to_string()).collect();
     assert_eq!(endpoints, ["127.0.0.1:9001", "127.0.0.1:9002"]);
-    assert_eq!(table.lookup("echo.localhost", "/http/x").map(|r| r.id.as_ref()), Some("default/echo-http"));
-    assert_eq!(table.lookup("echo.localhost", "/ws").map(|r| r.id.as_ref()), Some("default/echo"));
+    assert_eq!(table.lookup("echo.localhost", "/http/x").map(|r| r.id.as_ref()), Some("ingress/default/echo-http"));
+    assert_eq!(table.lookup("echo.localhost", "/ws").map(|r| r.id.as_ref()), Some("websocketroute/default/echo"));
     let conditions = compiled.report.route_conditions("default", "echo").expect("conditions for the route");
     assert!(conditions.iter().all(|c| c.status == super::ConditionStatus::True), "{conditions:?}");
 }

@@ -144,7 +144,7 @@ pub(super) fn compile_route(
     }
 
     if report.invalid.is_empty() {
-        let id: Arc<str> = format!("{}/{}", object.namespace, object.name).into();
+        let id: Arc<str> = format!("websocketroute/{}/{}", object.namespace, object.name).into();
         let source =
             Source { kind: SourceKind::WebSocketRoute, namespace: object.namespace.clone(), name: object.name.clone() };
         for (host, host_field) in &hosts {
