@@ -82,3 +82,20 @@ fn check_warns_about_a_misspelled_field_and_still_passes() {
     // The route is served (for every host, as `hostnames` is unset), and the one warning is counted.
     assert_eq!(last, format!("{dir}: 1 route(s), 0 error(s), 1 warning(s)"), "{stdout}");
 }
+
+#[test]
+fn max_tracked_clients_defaults_to_the_dataplane_default_and_refuses_zero() {
+    let out = wsgate(&["run", "--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let (_, after) = help.split_once("--max-tracked-clients <N>").expect("the flag is listed");
+    let entry = after.split("\n      --").next().unwrap_or_default();
+    assert!(entry.contains("[env: WSGATE_MAX_TRACKED_CLIENTS="), "{entry}");
+    let default = format!("[default: {}]", wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS);
+    assert!(entry.contains(&default), "{entry}");
+
+    let out = wsgate(&[&["run"], LOCAL, &["--max-tracked-clients", "0"]].concat(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {stderr}");
+    assert!(stderr.contains("invalid value '0' for '--max-tracked-clients <N>'"), "{stderr}");
+}
