@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         access_log: wsgate::dataplane::AccessLog::On,
         https_redirect_port: None,
         max_connections: None,
+        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
         trusted_proxies: Default::default(),
         proxy_protocol: false,
     };

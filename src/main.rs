@@ -114,6 +114,18 @@ struct RunArgs {
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
 
+    /// Most per-(route, client IP) entries the per-client limits keep (a few hundred bytes each); when
+    /// every entry is busy, a new client is held only to the route's cap. Entries exist only for routes
+    /// with maxConnectionsPerClient or handshakesPerSecondPerClient; idle ones are dropped oldest first.
+    #[arg(
+        long,
+        env = "WSGATE_MAX_TRACKED_CLIENTS",
+        value_name = "N",
+        default_value_t = wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    max_tracked_clients: usize,
+
     /// Comma-separated CIDRs (or addresses) of proxies in front of wsgate, such as a cloud load
     /// balancer: for requests from these peers the client is the rightmost X-Forwarded-For address
     /// that is not itself trusted (for limits, source-IP hashing and the access log). From any other
@@ -270,6 +282,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         access_log: args.access_log,
         https_redirect_port: args.https_redirect_port,
         max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_tracked_clients: args.max_tracked_clients,
         trusted_proxies: args.trusted_proxies,
         proxy_protocol: args.proxy_protocol,
     };

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub https_redirect_port: Option<u16>,
     /// Most client connections open at once, WebSockets included (`--max-connections`; `None`: no limit).
     pub max_connections: Option<usize>,
+    /// Most per-(route, client IP) entries the per-client limits keep (`--max-tracked-clients`; 0: the
+    /// default, [`crate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS`]).
+    pub max_tracked_clients: usize,
     /// Peers whose `X-Forwarded-For` names the client (`--trusted-proxies`).
     pub trusted_proxies: TrustedProxies,
     /// Every connection starts with a PROXY protocol v1/v2 header (`--proxy-protocol`).
@@ -115,7 +118,7 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
         max_connections: config.max_connections,
         trusted_proxies: config.trusted_proxies,
         proxy_protocol: config.proxy_protocol,
-        max_tracked_clients: 0,
+        max_tracked_clients: config.max_tracked_clients,
     };
     let proxy = Proxy::with_options(table.clone(), metrics.clone(), options);
     let admin = Admin { metrics: metrics.clone(), table, readiness, proxy: Some(proxy.clone()) };

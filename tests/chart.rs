@@ -449,6 +449,9 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
     let max_connections = values["controller"]["maxConnections"].as_u64().unwrap_or(0);
     let expected = (max_connections > 0).then(|| max_connections.to_string());
     assert_eq!(flag(&args, "--max-connections"), expected.as_deref(), "{scenario}: --max-connections");
+    // null (the default): wsgate's own default, so no flag.
+    let max_tracked = values["controller"]["maxTrackedClients"].as_u64().map(|n| n.to_string());
+    assert_eq!(flag(&args, "--max-tracked-clients"), max_tracked.as_deref(), "{scenario}: --max-tracked-clients");
     let trusted: Vec<&str> =
         values["controller"]["trustedProxies"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let expected = (!trusted.is_empty()).then(|| trusted.join(","));
@@ -689,7 +692,7 @@ fn schema_rejects_misspelled_values() {
         Ok(_) => panic!("helm template accepted {}: values.schema.json must reject it", invalid.display()),
         Err(error) => error,
     };
-    for key in ["replicaCont", "drainTimeout"] {
+    for key in ["replicaCont", "drainTimeout", "maxTrackedClients"] {
         assert!(error.contains(key), "the schema error names `{key}`:\n{error}");
     }
     assert!(error.contains("additional properties"), "the schema error says why:\n{error}");

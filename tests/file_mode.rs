@@ -50,6 +50,7 @@ async fn start(dir: &Path) -> Running {
         access_log: wsgate::dataplane::AccessLog::Off,
         https_redirect_port: None,
         max_connections: None,
+        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
         trusted_proxies: Default::default(),
         proxy_protocol: false,
     };

@@ -97,6 +97,7 @@ async fn start_with(dir: &Path, https: bool, redirect_port: Option<u16>) -> Runn
         access_log: wsgate::dataplane::AccessLog::Off,
         https_redirect_port: redirect_port,
         max_connections: None,
+        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
         trusted_proxies: Default::default(),
         proxy_protocol: false,
     };

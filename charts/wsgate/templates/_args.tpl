@@ -24,6 +24,9 @@ identity come from the POD_NAMESPACE and POD_NAME environment variables (downwar
 {{- if gt (int $c.maxConnections) 0 }}
 - {{ printf "--max-connections=%d" (int $c.maxConnections) | quote }}
 {{- end }}
+{{- if gt (int $c.maxTrackedClients) 0 }}
+- {{ printf "--max-tracked-clients=%d" (int $c.maxTrackedClients) | quote }}
+{{- end }}
 {{- with $c.trustedProxies }}
 - {{ printf "--trusted-proxies=%s" (join "," .) | quote }}
 {{- end }}
