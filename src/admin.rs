@@ -6,11 +6,13 @@
 //!   GET /metrics       Prometheus text format
 //!   GET /debug/routes  the served route table as JSON (and which Secret's certificate each SNI name
 //!                      gets: Secret names and dates only, never key material)
-//!   GET /debug/explain?host=H&path=P
-//!                      why would my socket go there? The route the dataplane would pick for host H and
-//!                      path P in the served table (`RouteTable::explain`, the lookup itself, step by
-//!                      step): the host group that matched, the routes skipped before it, the backends
-//!                      with weights and ready endpoints, and the outcome (routed, 503, 404), as JSON
+//!   GET /debug/explain?host=H&path=P[&header=Name:value]...[&client=IP]
+//!                      why would my socket go there? The route the dataplane would pick for host H,
+//!                      path P (with its query) and the headers in the served table (`RouteTable::explain`,
+//!                      the lookup itself, step by step): the host group that matched, the routes
+//!                      skipped before it, the backends with weights and ready endpoints, the outcome
+//!                      (routed, 503, 404), and what the route's policies decide (`dataplane::explain`:
+//!                      Origin rule, subprotocols, limits, hash key and owner endpoint), as JSON
 //! ```
 
 use std::convert::Infallible;
@@ -142,25 +144,46 @@ impl Admin {
         }
     }
 
-    /// `/debug/explain?host=H&path=P` (`path` defaults to `/`).
+    /// `/debug/explain?host=H&path=P[&header=Name:value]...[&client=IP]` (`path` defaults to `/` and
+    /// may carry its own query; `client` defaults to 127.0.0.1).
     fn explain(&self, query: &str) -> Response<Full<Bytes>> {
+        const USAGE: &str = "usage: /debug/explain?host=H&path=P[&header=Name:value]...[&client=IP] (URL-encoded)\n";
         let (mut host, mut path) = (None, None);
+        let mut headers = http::HeaderMap::new();
+        let mut client = std::net::IpAddr::from([127, 0, 0, 1]);
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
                 "host" => host = percent_decode(value),
                 "path" => path = percent_decode(value),
+                "header" => {
+                    let parsed = percent_decode(value).and_then(|header| {
+                        let (name, value) = header.split_once(':')?;
+                        let name = http::HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+                        Some((name, http::HeaderValue::from_str(value.trim()).ok()?))
+                    });
+                    let Some((name, value)) = parsed else { return text(StatusCode::BAD_REQUEST, USAGE) };
+                    headers.append(name, value);
+                }
+                "client" => match percent_decode(value).and_then(|v| v.parse().ok()) {
+                    Some(ip) => client = ip,
+                    None => return text(StatusCode::BAD_REQUEST, USAGE),
+                },
                 _ => {}
             }
         }
         let Some(host) = host else {
-            return text(StatusCode::BAD_REQUEST, "usage: /debug/explain?host=H&path=P (URL-encoded)\n");
+            return text(StatusCode::BAD_REQUEST, USAGE);
         };
-        // Like the dataplane: the path is matched without its query.
         let path = path.unwrap_or_else(|| "/".to_string());
-        let path = path.split('?').next().unwrap_or("/");
         let table = self.table.load();
-        let view = ExplainView { generation: table.generation, explanation: table.explain(&host, path) };
+        let request = crate::routes::RequestView::with_query(&host, &path).headers(&headers);
+        let explanation = table.explain_request(&request);
+        let decision = explanation.route.as_ref().map(|route| {
+            let uri: http::Uri = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+            crate::dataplane::explain::decide(route, &headers, &uri, client)
+        });
+        let view = ExplainView { generation: table.generation, explanation, decision };
         let body = serde_json::to_vec_pretty(&view).expect("an explanation serializes to JSON");
         Response::builder()
             .header(header::CONTENT_TYPE, "application/json")
@@ -174,6 +197,8 @@ struct ExplainView {
     generation: u64,
     #[serde(flatten)]
     explanation: Explanation,
+    /// What the route's policies decide for this request (`null` without a route).
+    decision: Option<crate::dataplane::explain::Decision>,
 }
 
 /// Decodes a query value (`%XX` and `+`); `None` when it is not valid UTF-8 or a `%` escape is broken.

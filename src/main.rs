@@ -152,10 +152,15 @@ struct CheckArgs {
     #[arg(long, default_value = "wsgate")]
     ingress_class: String,
 
-    /// Also explain which route a request for HOST and PATH would take, and why (host group, skipped
-    /// routes, backends and their endpoints).
+    /// Also explain which route a request for HOST and PATH (with an optional ?query) would take, and
+    /// why (host group, skipped routes, backends and their endpoints), and what the route's policies
+    /// decide for it (Origin rule, subprotocols, limits, hash key and its endpoint).
     #[arg(long, num_args = 2, value_names = ["HOST", "PATH"])]
     explain: Option<Vec<String>>,
+
+    /// A request header for --explain, as `Name: value` (repeatable), e.g. `Origin: https://app.example.com`.
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "explain")]
+    headers: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -233,7 +238,30 @@ fn check(args: &CheckArgs) -> ExitCode {
         }
     }
     if let Some([host, path]) = args.explain.as_deref() {
-        print!("explain: {}", compiled.table.explain(host, path));
+        let mut headers = http::HeaderMap::new();
+        for header in &args.headers {
+            let parsed = header.split_once(':').and_then(|(name, value)| {
+                let name = http::HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+                Some((name, http::HeaderValue::from_str(value.trim()).ok()?))
+            });
+            match parsed {
+                Some((name, value)) => {
+                    headers.append(name, value);
+                }
+                None => {
+                    eprintln!("--header {header:?} is not `Name: value`");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        let request = wsgate::routes::RequestView::with_query(host, path).headers(&headers);
+        let explanation = compiled.table.explain_request(&request);
+        print!("explain: {explanation}");
+        if let Some(route) = &explanation.route {
+            let uri: http::Uri = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+            let client = std::net::IpAddr::from([127, 0, 0, 1]);
+            print!("{}", wsgate::dataplane::explain::decide(route, &headers, &uri, client));
+        }
     }
     let routes = compiled.table.routes().count();
     println!("{}: {routes} route(s), {errors} error(s), {warnings} warning(s)", args.dir.display());

@@ -95,6 +95,7 @@ pub struct Metrics {
     pub proxied_bytes_total: IntCounterVec,
     pub http_requests_total: IntCounterVec,
     pub refused_total: IntCounterVec,
+    pub limit_tracked_clients: IntGauge,
     pub route_table_generation: IntGauge,
     pub route_table_routes: IntGauge,
     pub route_ready_endpoints: IntGaugeVec,
@@ -168,6 +169,11 @@ impl Metrics {
                      with route=\"\" for --max-connections at accept).",
                 ),
                 &["route", "reason"],
+            )
+            .expect("valid metric"),
+            limit_tracked_clients: IntGauge::new(
+                "wsgate_limit_tracked_clients",
+                "Per-(route, client IP) entries the per-client limits hold now (at most --max-tracked-clients).",
             )
             .expect("valid metric"),
             route_table_generation: IntGauge::new(
@@ -270,6 +276,7 @@ impl Metrics {
             Box::new(m.refused_total.clone()),
             Box::new(m.route_table_generation.clone()),
             Box::new(m.route_table_routes.clone()),
+            Box::new(m.limit_tracked_clients.clone()),
             Box::new(m.route_ready_endpoints.clone()),
             Box::new(m.config_errors_total.clone()),
             Box::new(m.config_errors.clone()),

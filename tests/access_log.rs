@@ -498,3 +498,99 @@ async fn a_session_cut_at_the_drain_deadline_ends_with_drain() {
     assert!(line["duration_ms"].as_u64().is_some_and(|ms| ms >= 1000), "open for the whole drain: {line}");
     drop(session);
 }
+
+/// `manifests` plus `guarded` (guarded.example.com): an Origin allow-list, header hashing and a
+/// per-client cap of 1, from a WebSocketRoute as a user writes it.
+fn guarded_manifests(test: &str, backend: SocketAddr) -> Folder {
+    let folder = manifests(test, backend);
+    let yaml = "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: guarded}\nspec:\n  \
+                hostnames: [guarded.example.com]\n  backends: [{service: {name: echo, port: ws}}]\n  \
+                allowedOrigins: [\"https://app.example.com\", \"https://*.example.org\"]\n  \
+                loadBalancing: {policy: ConsistentHash, hashOn: {type: Header, name: X-User}}\n  \
+                limits: {maxConnectionsPerClient: 1}\n";
+    std::fs::write(folder.0.join("guarded.yaml"), yaml).expect("write manifests");
+    folder
+}
+
+#[tokio::test]
+async fn policy_decisions_are_in_the_access_log_and_in_debug_explain() {
+    let backend = echo_server("one").await;
+    let folder = guarded_manifests("decisions", backend.addr);
+    let wsgate = Wsgate::start(&folder, &["--access-log", "on"]);
+    wsgate.ready().await;
+    let handshake = |path: &'static str, origin: &'static str| {
+        let mut request = format!("ws://{}{path}", wsgate.http).into_client_request().expect("request");
+        let headers = request.headers_mut();
+        headers.insert("host", "guarded.example.com".parse().expect("host"));
+        headers.insert("origin", origin.parse().expect("origin"));
+        headers.insert("x-user", "ann".parse().expect("user"));
+        within("handshake", tokio_tungstenite::connect_async(request))
+    };
+
+    // Admitted by the wildcard rule, hashed by the header.
+    let (mut open, _) = handshake("/admitted", "https://chat.example.org").await.expect("101");
+
+    // The same client again, while its first WebSocket is open: the per-client cap refuses it.
+    assert!(handshake("/second", "https://app.example.com").await.is_err());
+    let line = wsgate.access_line("/second", None).await;
+    assert_eq!((&line["status"], &line["refused"]), (&429.into(), &"client_max_connections".into()), "{line}");
+
+    // A session's line is written when it ends: it says which rule admitted it and which key it had.
+    open.close(None).await.expect("close");
+    while let Some(Ok(_)) = within("close", open.next()).await {}
+    let line = wsgate.access_line("/admitted", None).await;
+    assert_eq!((&line["status"], &line["origin"]), (&101.into(), &"https://*.example.org".into()), "{line}");
+    let key = format!("{:016x}", wsgate::routes::ring::hash64(b"ann"));
+    assert_eq!((&line["affinity"], &line["hash_key"]), (&"header".into(), &key.as_str().into()), "{line}");
+
+    // A foreign Origin: 403, and the line says the Origin policy refused it.
+    assert!(handshake("/foreign", "https://evil.example.net").await.is_err());
+    let line = wsgate.access_line("/foreign", None).await;
+    assert_eq!(
+        (&line["status"], &line["origin"], &line["refused"]),
+        (&403.into(), &"refused".into(), &"origin".into())
+    );
+
+    // /debug/explain tells the same story before any handshake is made.
+    let query = "host=guarded.example.com&path=/x&header=Origin:%20https://evil.example.net&header=X-User:%20ann";
+    let (status, body) = http_get(wsgate.admin, "admin", &format!("/debug/explain?{query}")).await;
+    assert_eq!(status, 200, "{body}");
+    let explained: Value = serde_json::from_str(&body).expect("JSON");
+    let decision = &explained["decision"];
+    assert_eq!((&decision["answer"], &decision["origin"]["rule"]), (&"403 (origin)".into(), &"refused".into()));
+    assert_eq!(decision["hash"]["key"], key.as_str(), "{decision}");
+    assert_eq!(decision["hash"]["owner"], backend.addr.to_string().as_str(), "{decision}");
+    assert_eq!(decision["limits"]["max_connections_per_client"], 1, "{decision}");
+}
+
+#[test]
+fn check_explain_with_headers_names_the_rule_and_the_policy_decision() {
+    let folder = Folder::new("check-explain-headers");
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: chat}\nspec:\n  ports: [{name: ws, port: 80}]\n---\n\
+                apiVersion: v1\nkind: Service\nmetadata: {name: canary}\nspec:\n  ports: [{name: ws, port: 80}]\n---\n\
+                apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: chat}\nspec:\n  \
+                hostnames: [chat.example.com]\n  allowedOrigins: [\"https://app.example.com\"]\n  rules:\n  \
+                - matches: [{path: {value: /ws}, headers: [{name: X-Canary, value: \"yes\"}]}]\n    \
+                backends: [{service: {name: canary, port: ws}}]\n  \
+                - backends: [{service: {name: chat, port: ws}}]\n";
+    std::fs::write(folder.0.join("chat.yaml"), yaml).expect("write");
+    let run = |headers: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wsgate"));
+        command.arg("check").arg(&folder.0).args(["--explain", "chat.example.com", "/ws/room"]);
+        for header in headers {
+            command.args(["--header", header]);
+        }
+        let out = command.output().expect("run wsgate check");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let canary = run(&["X-Canary: yes", "Origin: https://app.example.com"]);
+    assert!(canary.contains("path Prefix /ws, header x-canary = \"yes\")"), "{canary}");
+    assert!(canary.contains("backend  default/canary:ws"), "{canary}");
+    assert!(canary.contains("origin   https://app.example.com: allowed by https://app.example.com"), "{canary}");
+    assert!(canary.contains("answer   proxied"), "{canary}");
+    let stable = run(&["Origin: https://evil.example"]);
+    assert!(stable.contains("header x-canary = \"yes\"): a header or query match fails"), "{stable}");
+    assert!(stable.contains("backend  default/chat:ws"), "{stable}");
+    assert!(stable.contains("answer   403 (origin)"), "{stable}");
+}

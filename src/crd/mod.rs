@@ -290,10 +290,11 @@ pub struct LoadBalancingSpec {
     /// What the `ConsistentHash` key is read from. Required with `ConsistentHash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_on: Option<HashOnSpec>,
-    /// Bounded load for `ConsistentHash`, in percent: no endpoint takes a new connection while it holds
-    /// more than (100 + loadBoundPercent)% of its backend's mean, so one hot key cannot overload a pod;
-    /// such a key goes to the next endpoint on the ring while its own is over the bound (each replica
-    /// counts only its own connections). 1 to 1000, default 25.
+    /// Bounded load for `ConsistentHash`, in percent: an endpoint takes no new connection while it holds
+    /// more than (100 + loadBoundPercent)% of its backend's mean (counting the new one, rounded up) plus
+    /// 2 connections of slack, so one hot key cannot overload a pod while a client reconnecting at low
+    /// load stays put; such a key goes to the next endpoint on the ring while its own is over the bound
+    /// (each replica counts only its own connections). 1 to 1000, default 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub load_bound_percent: Option<u32>,

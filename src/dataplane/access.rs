@@ -20,7 +20,9 @@
 //! connect, ...), and on consistent-hash routes `affinity` (where the key came from: header, cookie,
 //! new_cookie when wsgate set it, query, source_ip), `hash_key` (the key's 64-bit hash, never the key)
 //! and `hash_owner` (false when the key's endpoint was over the load bound and the next one on the
-//! ring took it),
+//! ring took it), on routes with an Origin allow-list `origin` (the entry that admitted the handshake:
+//! `https://*.example.com`, `null`, `missing`; or `refused`), for refused handshakes `refused` (the
+//! reason, as in `wsgate_refused_total`),
 //! `upstream_ms` (until the backend's answer head: connect + handshake for a WebSocket), `duration_ms`
 //! (a WebSocket's session from its 101 to its end; otherwise until the answer head), `bytes_up` /
 //! `bytes_down` (a session's totals; for plain requests the Content-Length values when present) and,
@@ -79,6 +81,10 @@ pub struct Request {
     started: Instant,
     /// Where a consistent-hash route found the key (`cookie`, `new_cookie`, `header`, …).
     affinity: Option<&'static str>,
+    /// The allow-list entry that admitted the handshake's Origin (or `refused`).
+    origin: Option<Box<str>>,
+    /// The policy or limit that refused the handshake.
+    refused: Option<&'static str>,
 }
 
 impl Request {
@@ -95,7 +101,19 @@ impl Request {
             path: path.into(),
             started: Instant::now(),
             affinity: None,
+            origin: None,
+            refused: None,
         })
+    }
+
+    /// Records which Origin rule decided.
+    pub fn set_origin(&mut self, rule: String) {
+        self.origin = Some(rule.into());
+    }
+
+    /// Records which policy or limit refused the handshake.
+    pub fn set_refused(&mut self, reason: &'static str) {
+        self.refused = Some(reason);
     }
 
     /// Records where the affinity key came from.
@@ -238,6 +256,8 @@ fn emit(line: &Line<'_>) {
         affinity = request.affinity,
         hash_key = hash_key.as_deref(),
         hash_owner = line.picked.and_then(|p| p.owner),
+        origin = request.origin.as_deref(),
+        refused = request.refused,
         upstream_ms = line.upstream_ms,
         duration_ms = line.duration_ms,
         bytes_up = line.bytes.up,

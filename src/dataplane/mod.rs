@@ -48,6 +48,7 @@ mod body;
 pub mod client_ip;
 mod conn;
 mod error;
+pub mod explain;
 mod fast_upgrade;
 mod forward;
 mod handshake;

@@ -212,10 +212,13 @@ impl Trail {
     }
 
     /// The rescue point: an error becomes its response, its metrics and its access line.
-    pub fn rescue(self, shared: &Shared, error: ProxyError, upgrade: bool) -> Reply {
+    pub fn rescue(mut self, shared: &Shared, error: ProxyError, upgrade: bool) -> Reply {
         error.log();
         if let ProxyError::Refused(refused) = &error {
             shared.metrics.refused_total.with_label_values(&[self.route_id(), refused.reason()]).inc();
+            if let Some(access) = &mut self.access {
+                access.set_refused(refused.reason());
+            }
         }
         let outcome = error.upgrade_outcome();
         let reply = Reply::from_error(error, upgrade);
@@ -344,7 +347,7 @@ async fn proxy(
     trail: &mut Trail,
 ) -> Result<Done, ProxyError> {
     let handshake = handshake::validate(&parts.method, parts.version, &parts.headers)?;
-    let admitted = admit(shared, conn, route, &parts)?;
+    let admitted = admit(shared, conn, route, &parts, trail)?;
     let affinity = affinity(shared, conn, route, &parts, trail);
 
     prepare_head(&mut parts, &conn.addr);
@@ -394,6 +397,7 @@ fn admit(
     conn: &Conn,
     route: &Arc<Route>,
     parts: &http::request::Parts,
+    trail: &mut Trail,
 ) -> Result<Admitted, ProxyError> {
     let admission = &route.policy.admission;
     if admission.is_open() {
@@ -408,6 +412,9 @@ fn admit(
         };
         let verdict = origins.check(origin);
         debug!(?verdict, "origin checked");
+        if let Some(access) = &mut trail.access {
+            access.set_origin(origins.describe(verdict));
+        }
         if !verdict.allowed() {
             return Err(ProxyError::Refused(Refused::Origin));
         }
@@ -427,6 +434,8 @@ fn admit(
     if !admission.limits.is_unlimited() {
         let client = client_ip(shared, conn, headers);
         let admitted = shared.limits.admit(&route.id, client, &admission.limits, Instant::now());
+        let tracked = i64::try_from(shared.limits.tracked_clients()).unwrap_or(i64::MAX);
+        shared.metrics.limit_tracked_clients.set(tracked);
         permit = Some(admitted.map_err(|refusal| ProxyError::Refused(Refused::from(refusal)))?);
     }
     Ok(Admitted { permit, subprotocols })

@@ -286,7 +286,11 @@ impl RouteTable {
                     host: route.host.clone(),
                     path: route.path.clone(),
                     conditions: route.conditions.clone(),
-                    why: if route.path.matches(request.path) { "conditions" } else { "path" },
+                    why: if route.path.matches(request.path) {
+                        "a header or query match fails"
+                    } else {
+                        "path does not match"
+                    },
                 });
             } else {
                 skipped_more += 1;
@@ -437,7 +441,7 @@ pub struct Skipped {
     pub path: PathMatch,
     #[serde(skip_serializing_if = "Conditions::is_empty")]
     pub conditions: Conditions,
-    /// `path` (the path did not match) or `conditions` (it did, a header or query condition did not).
+    /// `path does not match`, or (the path matched) `a header or query match fails`.
     pub why: &'static str,
 }
 
@@ -467,7 +471,7 @@ impl std::fmt::Display for Explanation {
                 if skipped.conditions.is_empty() { String::new() } else { format!(", {}", skipped.conditions) };
             writeln!(
                 f,
-                "  skipped  {} ({} {}, path {}{conditions}): {} does not match",
+                "  skipped  {} ({} {}, path {}{conditions}): {}",
                 skipped.route,
                 skipped.group.as_str(),
                 skipped.host,
@@ -499,10 +503,11 @@ impl std::fmt::Display for Explanation {
             writeln!(f, "  backend  {} weight {}: {endpoints}", backend.name, backend.weight)?;
         }
         let policy = &route.policy;
+        let lifetime = policy.max_lifetime.map(|d| format!(", max lifetime {}s", d.as_secs_f64())).unwrap_or_default();
         writeln!(
             f,
-            "  policy   {:?}, handshake timeout {}s, idle timeout {}s",
-            policy.load_balancing,
+            "  policy   {}, handshake timeout {}s, idle timeout {}s{lifetime}",
+            policy.load_balancing.describe(),
             policy.handshake_timeout.as_secs_f64(),
             policy.idle_timeout.as_secs_f64()
         )?;

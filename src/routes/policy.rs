@@ -77,6 +77,16 @@ pub enum LoadBalancing {
 }
 
 impl LoadBalancing {
+    /// The policy with its settings, for people: `consistent_hash on header:x-user, load bound +25%`.
+    pub fn describe(&self) -> String {
+        match self {
+            LoadBalancing::ConsistentHash(hash) => {
+                format!("consistent_hash on {}, load bound +{}%", hash.on.describe(), hash.load_bound_percent)
+            }
+            other => other.name().to_string(),
+        }
+    }
+
     /// The policy's name, as the access log and `/debug/explain` write it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -280,6 +290,23 @@ impl OriginPolicy {
                     .is_some_and(|label| !label.is_empty())
         });
         found.map_or(OriginVerdict::Refused, OriginVerdict::Wildcard)
+    }
+}
+
+impl OriginPolicy {
+    /// The rule a verdict names, as written in the allow-list (`https://chat.example.com`,
+    /// `https://*.example.com`, `null`), or `missing` / `refused`: for the access log and explanations.
+    pub fn describe(&self, verdict: OriginVerdict) -> String {
+        match verdict {
+            OriginVerdict::Exact(i) => self.exact.get(i).cloned().unwrap_or_default(),
+            OriginVerdict::Wildcard(i) => self.wildcard.get(i).map_or_else(String::new, |w| match w.port {
+                Some(port) => format!("{}://*.{}:{port}", w.scheme, w.suffix),
+                None => format!("{}://*.{}", w.scheme, w.suffix),
+            }),
+            OriginVerdict::Null => "null".to_string(),
+            OriginVerdict::Missing => "missing".to_string(),
+            OriginVerdict::Refused => "refused".to_string(),
+        }
     }
 }
 

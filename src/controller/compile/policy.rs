@@ -367,7 +367,7 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
     let mut lb = LoadBalancingSpec::default();
     let mut limits = ConnectionLimits::default();
     let mut cookie = AffinityCookie::default();
-    let mut cookie_set = false;
+    let mut cookie_set: Option<String> = None;
     for (key, value) in annotations.range(ANNOTATION_PREFIX.to_string()..) {
         if !key.starts_with(ANNOTATION_PREFIX) {
             break;
@@ -440,8 +440,8 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
         if !parsed {
             bad();
         }
-        if key.starts_with("wsgate.dev/cookie-") {
-            cookie_set = true;
+        if key.starts_with("wsgate.dev/cookie-") && cookie_set.is_none() {
+            cookie_set = Some(key.clone());
         }
     }
     let has = |names: &[&str]| names.iter().any(|name| annotations.contains_key(&format!("{ANNOTATION_PREFIX}{name}")));
@@ -449,12 +449,12 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
     if lb.hash_on.is_some() && !has(&["load-balancing"]) {
         lb.policy = LoadBalancingPolicy::ConsistentHash;
     }
-    if cookie_set {
+    if let Some(first) = cookie_set {
         match lb.hash_on.as_mut().filter(|h| h.kind == HashOnType::Cookie) {
             Some(hash_on) => hash_on.cookie = Some(cookie),
             None => {
-                let message = "wsgate.dev/cookie-* annotations need wsgate.dev/hash-on: cookie:NAME".to_string();
-                out.errors.push(("wsgate.dev/hash-on".to_string(), message));
+                let message = format!("{first} needs wsgate.dev/hash-on: cookie:NAME (it sets that cookie)");
+                out.errors.push((first, message));
             }
         }
     }
