@@ -107,7 +107,8 @@ async fn open(target: SocketAddr, source: IpAddr, path: &str, seed: u64) -> Resu
     let key = BASE64.encode(raw_key);
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: bench.local\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://bench.local\r\n\
+         X-Bench-User: user-{seed}\r\n\r\n"
     );
     let mut conn = Conn { stream, buf: vec![0u8; 512], start: 0, end: 0, out: Vec::new(), rng };
     conn.stream.write_all(request.as_bytes()).await?;

@@ -93,8 +93,8 @@ struct AllArgs {
     /// Idle WebSockets opened for the memory workload (capped by the open-file limit).
     #[arg(long, default_value_t = 9000)]
     idle: usize,
-    /// Targets, comma-separated, from direct,nginx,haproxy,wsgate.
-    #[arg(long, value_delimiter = ',', default_value = "direct,nginx,haproxy,wsgate")]
+    /// Targets, comma-separated, from direct,nginx,haproxy,wsgate,wsgate-policy.
+    #[arg(long, value_delimiter = ',', default_value = "direct,nginx,haproxy,wsgate,wsgate-policy")]
     targets: Vec<String>,
     /// Also write the report to this file.
     #[arg(long)]
@@ -227,7 +227,8 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     if (kinds.contains(&Kind::Nginx) || kinds.contains(&Kind::Haproxy)) && !targets::proxies_installed() {
         targets::install_proxies()?;
     }
-    let wsgate = if kinds.contains(&Kind::Wsgate) { Some(wsgate_binary(args.common.wsgate, true)?) } else { None };
+    let wsgate =
+        if kinds.iter().any(|k| k.is_wsgate()) { Some(wsgate_binary(args.common.wsgate, true)?) } else { None };
     let results = run(&plan, wsgate.as_ref(), args.common.keep).await?;
     let mut header = vec![("date".to_string(), utc_now())];
     header.extend(targets::describe_machine(wsgate.as_ref()));
@@ -251,7 +252,7 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
 async fn run_smoke(args: CommonArgs) -> anyhow::Result<()> {
     let nofile = procs::raise_nofile();
     let plan = Plan {
-        targets: vec![Kind::Wsgate],
+        targets: vec![Kind::Wsgate, Kind::WsgatePolicy],
         rounds: 1,
         timing: Timing { warmup: Duration::from_millis(200), window: Duration::from_secs(2) },
         handshakers: 50,
@@ -278,7 +279,7 @@ async fn run_smoke(args: CommonArgs) -> anyhow::Result<()> {
 async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     let kind = Kind::parse(&args.target).with_context(|| format!("unknown target {:?}", args.target))?;
     procs::raise_nofile();
-    let wsgate = if kind == Kind::Wsgate { Some(wsgate_binary(args.common.wsgate, true)?) } else { None };
+    let wsgate = if kind.is_wsgate() { Some(wsgate_binary(args.common.wsgate, true)?) } else { None };
     let work = Work::create(args.common.keep)?;
     let backends = Backends::start(&work.path).await?;
     let mut target = Target::start(kind, &work.path, &backends, wsgate.as_ref()).await?;
@@ -397,7 +398,8 @@ async fn run(plan: &Plan, wsgate: Option<&WsgateBinary>, keep: bool) -> anyhow::
     }
     for target in &targets {
         match target.kind {
-            Kind::Direct => {}
+            // The route-change workload is the plain wsgate's; policies change nothing in it.
+            Kind::Direct | Kind::WsgatePolicy => {}
             Kind::Nginx | Kind::Haproxy => {
                 eprintln!("  {:8} reload with {} open WebSockets", target.kind.name(), plan.reload_conns);
                 let (dropped, errors) = load::reload_drops(target, plan.reload_conns).await?;

@@ -145,8 +145,10 @@ impl Results {
         }
         out.push('\n');
         let has = |k: Kind| self.targets.contains(&k);
-        let mut columns: Vec<Kind> =
-            [Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Wsgate].into_iter().filter(|k| has(*k)).collect();
+        let mut columns: Vec<Kind> = [Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Wsgate, Kind::WsgatePolicy]
+            .into_iter()
+            .filter(|k| has(*k))
+            .collect();
         columns.dedup();
         let ratio_columns: Vec<Kind> = if has(Kind::Nginx) {
             [Kind::Wsgate, Kind::Haproxy].into_iter().filter(|k| has(*k)).collect()
@@ -161,8 +163,12 @@ impl Results {
         for kind in &ratio_columns {
             let _ = write!(out, " {} ÷ nginx |", kind.title());
         }
+        let policy_cost = has(Kind::Wsgate) && has(Kind::WsgatePolicy);
+        if policy_cost {
+            out.push_str(" policies ÷ plain wsgate |");
+        }
         out.push_str("\n|---|");
-        for _ in 0..columns.len() + ratio_columns.len() {
+        for _ in 0..columns.len() + ratio_columns.len() + usize::from(policy_cost) {
             out.push_str("---:|");
         }
         out.push('\n');
@@ -188,6 +194,11 @@ impl Results {
                 };
                 let _ = write!(out, " {cell} |");
             }
+            if policy_cost {
+                let ratio = self.paired(metric, Kind::WsgatePolicy, Kind::Wsgate, |a, b| (b > 0.0).then(|| a / b));
+                let cell = ratio.map_or_else(|| "—".to_string(), |r| format!("{r:.3}×"));
+                let _ = write!(out, " {cell} |");
+            }
             out.push('\n');
         }
 
@@ -207,7 +218,7 @@ impl Results {
                 };
                 let _ = write!(out, " {cell} |");
             }
-            for _ in &ratio_columns {
+            for _ in 0..ratio_columns.len() + usize::from(policy_cost) {
                 out.push_str(" |");
             }
             out.push('\n');
@@ -218,7 +229,7 @@ impl Results {
                 let cell = if *kind == Kind::Wsgate { format!("{p50:.0} / {p99:.0}") } else { "—".to_string() };
                 let _ = write!(out, " {cell} |");
             }
-            for _ in &ratio_columns {
+            for _ in 0..ratio_columns.len() + usize::from(policy_cost) {
                 out.push_str(" |");
             }
             out.push('\n');
@@ -227,7 +238,7 @@ impl Results {
         for kind in &columns {
             let _ = write!(out, " {} |", self.errors.get(kind).copied().unwrap_or(0));
         }
-        for _ in &ratio_columns {
+        for _ in 0..ratio_columns.len() + usize::from(policy_cost) {
             out.push_str(" |");
         }
         out.push('\n');

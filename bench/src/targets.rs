@@ -38,6 +38,9 @@ pub enum Kind {
     Nginx,
     Haproxy,
     Wsgate,
+    /// wsgate on a route with consistent hashing, an Origin allow-list and per-client limits (none of
+    /// which refuses the bench's clients): the cost of the policies, beside the plain route.
+    WsgatePolicy,
 }
 
 impl Kind {
@@ -47,6 +50,7 @@ impl Kind {
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
             Kind::Wsgate => "wsgate",
+            Kind::WsgatePolicy => "wsgate-policy",
         }
     }
 
@@ -56,11 +60,19 @@ impl Kind {
             Kind::Nginx => "nginx",
             Kind::Haproxy => "HAProxy",
             Kind::Wsgate => "wsgate",
+            Kind::WsgatePolicy => "wsgate + policies",
         }
     }
 
     pub fn parse(name: &str) -> Option<Kind> {
-        [Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Wsgate].into_iter().find(|k| k.name() == name)
+        [Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Wsgate, Kind::WsgatePolicy]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// Whether this target is a wsgate process.
+    pub fn is_wsgate(self) -> bool {
+        matches!(self, Kind::Wsgate | Kind::WsgatePolicy)
     }
 }
 
@@ -168,12 +180,12 @@ impl Target {
                 command.arg("-W").arg("-db").arg("-f").arg(&conf);
                 Proc::spawn("haproxy", command, &self.dir)?
             }
-            Kind::Wsgate => {
+            Kind::Wsgate | Kind::WsgatePolicy => {
                 let binary = self.wsgate.as_ref().context("no wsgate binary given")?;
                 let manifests = self.dir.join("manifests");
                 let _ = std::fs::remove_dir_all(&manifests);
                 std::fs::create_dir_all(&manifests)?;
-                std::fs::write(manifests.join("echo.yaml"), wsgate_manifests(a, b))?;
+                std::fs::write(manifests.join("echo.yaml"), wsgate_manifests(a, b, self.kind == Kind::WsgatePolicy))?;
                 let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                 let mut command = Command::new(&binary.path);
                 command
@@ -360,8 +372,11 @@ pub fn haproxy_conf(listen: SocketAddr, a: SocketAddr, b: SocketAddr) -> String 
     conf
 }
 
-/// wsgate's file-mode folder: the Service, one EndpointSlice per echo port, and the WebSocketRoute.
-pub fn wsgate_manifests(a: SocketAddr, b: SocketAddr) -> String {
+/// wsgate's file-mode folder: the Service, one EndpointSlice per echo port, and the WebSocketRoute,
+/// with `policies`: consistent hashing on the client's `X-Bench-User` header, an allow-list holding the
+/// Origin the bench client sends, and per-client limits set high enough to refuse nothing (every bench
+/// client connects from a few loopback addresses), so each handshake runs every check and the hash pick.
+pub fn wsgate_manifests(a: SocketAddr, b: SocketAddr, policies: bool) -> String {
     let slice = |name: &str, addr: SocketAddr| {
         format!(
             "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  labels:\n    \
@@ -375,11 +390,17 @@ pub fn wsgate_manifests(a: SocketAddr, b: SocketAddr) -> String {
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  ports:\n    - name: ws\n      port: 80\n\
          {}{}---\napiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata:\n  name: bench\nspec:\n  \
          path:\n    type: Prefix\n    value: {WS_PATH}\n  backends:\n    - service:\n        name: echo\n        \
-         port: ws\n  timeouts:\n    idle: 1h\n",
+         port: ws\n  timeouts:\n    idle: 1h\n{}",
         slice("echo-a", a),
-        slice("echo-b", b)
+        slice("echo-b", b),
+        if policies { POLICIES } else { "" }
     )
 }
+
+/// The policy fields of the `wsgate-policy` target's route.
+const POLICIES: &str = "  allowedOrigins: [\"http://bench.local\", \"https://*.bench.local\"]\n  \
+                        loadBalancing:\n    policy: ConsistentHash\n    hashOn: {type: Header, name: X-Bench-User}\n  \
+                        limits:\n    maxConnectionsPerClient: 1000000\n    handshakesPerSecondPerClient: 1000000\n";
 
 /// A WebSocketRoute `probe` for `path` (the propagation workload rewrites it to add a new path).
 pub fn wsgate_probe_route(path: &str) -> String {
