@@ -38,8 +38,11 @@ pub fn status_from_report(report: &compile::Report) -> status::Desired {
             (key(object), wanted)
         })
         .collect();
+    // Errors, and unknown wsgate.dev/ annotations (a misspelt policy is a policy silently off).
     let errors = report
-        .errors()
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == compile::Severity::Error || d.reason == compile::Reason::UnknownAnnotation)
         .map(|d| status::ObjectError {
             kind: d.object.kind.as_str(),
             key: key(&d.object),

@@ -384,6 +384,11 @@ async fn wsgate_runs_with_exactly_the_charts_rbac() {
     create(&cluster, &ns, &route("chat", "/chat", "chat")).await;
     create(&cluster, &ns, &class(ingress("web", "rbac.example", "/http", "chat"), &install.ingress_class)).await;
     create(&cluster, &ns, &route("lonely", "/lonely", "missing")).await;
+    // A misspelt policy annotation: served without it, and said so in an Event.
+    let mut typo = class(ingress("typo", "typo.example", "/typo", "chat"), &install.ingress_class);
+    typo.metadata.annotations =
+        Some([("wsgate.dev/allowed-origin".to_string(), "https://app.example".to_string())].into());
+    create(&cluster, &ns, &typo).await;
     eventually("the route is live", LIVE * 5, || async { gw.ws("any", "/chat").await.is_ok() }).await;
     let mut session = gw.ws("any", "/chat").await.expect("session");
     echo(&mut session, "as the chart's ServiceAccount").await;
@@ -409,6 +414,16 @@ async fn wsgate_runs_with_exactly_the_charts_rbac() {
             list.items.iter().any(|e| {
                 e.reason.as_deref() == Some("BackendNotFound")
                     && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("lonely")
+            })
+        })
+    })
+    .await;
+    eventually("an Event names the unknown annotation", harness::WAIT, || async {
+        events.list(&ListParams::default()).await.is_ok_and(|list| {
+            list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("UnknownAnnotation")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("typo")
+                    && e.note.as_deref().is_some_and(|n| n.contains("did you mean wsgate.dev/allowed-origins?"))
             })
         })
     })
