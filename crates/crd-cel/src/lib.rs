@@ -14,8 +14,9 @@
 //! What follows kube-apiserver:
 //! - A rule is evaluated only where its value is present: an absent optional field is skipped. Absent
 //!   properties with a `default` are defaulted first, and `null` is dropped where the schema is not
-//!   `nullable` (kept as CEL `null` where it is), as the API server stores the object before it
-//!   validates it.
+//!   `nullable` (kept as CEL `null` where it is: present to `has()`, but its own rules do not run), as
+//!   the API server stores the object before it validates it. A node's own violations come before
+//!   those of its children.
 //! - JSON values become CEL values by their schema: `integer` → `int`, `number` → `double`, objects with
 //!   `properties` → objects whose fields `has()` tests, `additionalProperties` → `map(string, …)`,
 //!   `x-kubernetes-int-or-string` → `int` or `string`. Property names that are CEL keywords or hold `-`,
@@ -175,6 +176,26 @@ pub fn check_rules(schema: &Value, prefix: &str) -> Vec<RuleError> {
     let mut out = Vec::new();
     walk(schema, prefix, &mut out, 0);
     out
+}
+
+/// Whether `schema` holds any `x-kubernetes-validations` rule (kube-apiserver runs no CEL validator,
+/// and says nothing about skipped rules, for a schema without one).
+pub fn has_rules(schema: &Value) -> bool {
+    fn walk(schema: &Value, depth: usize) -> bool {
+        if depth > 64 {
+            return false;
+        }
+        !rules_of(schema).is_empty()
+            || schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|properties| properties.values().any(|sub| walk(sub, depth + 1)))
+            || ["additionalProperties", "items"]
+                .into_iter()
+                .filter_map(|key| schema.get(key).filter(|s| s.is_object()))
+                .any(|sub| walk(sub, depth + 1))
+    }
+    walk(schema, 0)
 }
 
 /// CEL's standard library with the strings extension (`lowerAscii`, `split`, `join`…), which
@@ -424,13 +445,18 @@ impl Walker {
         if path.segments.len() > 64 {
             return untyped(value);
         }
+        let children = self.violations.len();
         let here = self.convert(schema, value, old, path, root);
         let rules = rules_of(schema);
         // why: a `null` (of a nullable field) is present for its parent's `has()`, but its own rules
         // do not run, as in Kubernetes.
         if !rules.is_empty() && !value.is_null() {
+            let own = self.violations.len();
             let old_here = old.map(|old| stored_old(schema, old, root));
             self.evaluate(schema, rules, value, &here, old, old_here.as_ref(), path);
+            // why: kube-apiserver reports a node's own rules before those of its children.
+            let own = self.violations.len() - own;
+            self.violations[children..].rotate_right(own);
         }
         here
     }

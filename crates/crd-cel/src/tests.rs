@@ -35,6 +35,8 @@ fn the_crd_carries_the_rules_this_suite_covers() {
     let rules = CRD.matches("- message:").count();
     assert_eq!(rules, 10, "a rule was added or removed: cover it here");
     assert!(check_rules(&schema(), "spec.validation.openAPIV3Schema").is_empty());
+    assert!(has_rules(&schema()));
+    assert!(!has_rules(&json!({"type": "object", "properties": {"spec": {"type": "object", "items": {}}}})));
 }
 
 #[test]
@@ -296,4 +298,16 @@ fn transition_rules_run_on_update_only_and_unchanged_values_are_ratcheted() {
     keyed["properties"]["spec"]["properties"]["items"]["x-kubernetes-list-type"] = json!("map");
     keyed["properties"]["spec"]["properties"]["items"]["x-kubernetes-list-map-keys"] = json!(["min"]);
     assert_eq!(validate_update(&keyed, &same_list, Some(&old)), [], "a map list's items are matched by key");
+}
+
+#[test]
+fn a_node_s_own_rules_are_reported_before_its_children_s() {
+    let object = route(json!({"loadBalancing": {"policy": "RoundRobin", "hashOn": {"type": "SourceIP", "name": "x"}}}));
+    assert_eq!(
+        lines(&object),
+        [
+            "spec.loadBalancing: hashOn is required with policy ConsistentHash, and allowed only with it",
+            "spec.loadBalancing.hashOn: name is not allowed for type SourceIP",
+        ]
+    );
 }
