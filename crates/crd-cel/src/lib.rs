@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, Program};
@@ -318,6 +318,27 @@ struct Walker {
     violations: Vec<Violation>,
 }
 
+/// Most rule texts kept compiled across calls: a CRD has a handful, and parsing is most of the cost of
+/// validating an object.
+const SHARED_PROGRAMS: usize = 4096;
+
+/// `text` compiled, from (and into) a process-wide cache, so each rule is parsed once, not once per
+/// object; the cache is emptied when full, which bounds it whatever rules come and go.
+fn compile_shared(text: &str) -> Compiled {
+    static SHARED: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
+    let shared = SHARED.get_or_init(Default::default);
+    if let Some(compiled) = shared.lock().unwrap_or_else(PoisonError::into_inner).get(text) {
+        return compiled.clone();
+    }
+    let compiled = env().compile(text).map(Arc::new).map_err(|e| format!("compilation failed: {e}"));
+    let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    if shared.len() >= SHARED_PROGRAMS {
+        shared.clear();
+    }
+    shared.insert(text.to_string(), compiled.clone());
+    compiled
+}
+
 /// CEL's reserved words: a property so named is `__word__` in a rule.
 const RESERVED: &[&str] = &[
     "true",
@@ -545,10 +566,12 @@ impl Walker {
     }
 
     fn compiled(&mut self, text: &str) -> Compiled {
-        self.programs
-            .entry(text.to_string())
-            .or_insert_with(|| env().compile(text).map(Arc::new).map_err(|e| format!("compilation failed: {e}")))
-            .clone()
+        if let Some(compiled) = self.programs.get(text) {
+            return compiled.clone();
+        }
+        let compiled = compile_shared(text);
+        self.programs.insert(text.to_string(), compiled.clone());
+        compiled
     }
 
     #[allow(clippy::too_many_arguments)]
