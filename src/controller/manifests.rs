@@ -1034,15 +1034,23 @@ mod tests {
         route["spec"]["loadBalancing"]["policy"] = "ConsistentHash".into();
         route["spec"]["loadBalancing"]["hashOn"]["type"] = "Cookie".into();
         assert!(injected.len() > 8, "{injected:?}");
+        // why: the rules also allow `backends` (with `path`) or `rules`, not both, so two routes, one with
+        // each side, carry every field between them.
+        let mut with_rules = route.clone();
+        with_rules["metadata"]["name"] = "sample-rules".into();
+        let spec = with_rules["spec"].as_object_mut().expect("spec is an object");
+        spec.remove("backends");
+        spec.remove("path");
+        route["spec"].as_object_mut().expect("spec is an object").remove("rules");
 
         let dir = TempDir::new("schema");
-        dir.write("route.yaml", &serde_yaml::to_string(&route).expect("YAML"));
+        let yaml = |value: &serde_json::Value| serde_yaml::to_string(value).expect("YAML");
+        dir.write("route.yaml", &format!("{}---\n{}", yaml(&route), yaml(&with_rules)));
         let loaded = load_dir(&dir.0).expect("readable dir");
         assert_eq!(messages(&loaded), Vec::<String>::new());
-        assert_eq!(loaded.snapshot.websocket_routes.len(), 1);
-        let mut found: Vec<String> = loaded.warnings.iter().map(|w| w.field.clone()).collect();
-        found.sort();
-        injected.sort();
+        assert_eq!(loaded.snapshot.websocket_routes.len(), 2);
+        let found: std::collections::BTreeSet<String> = loaded.warnings.iter().map(|w| w.field.clone()).collect();
+        let injected: std::collections::BTreeSet<String> = injected.into_iter().collect();
         assert_eq!(found, injected);
     }
 }

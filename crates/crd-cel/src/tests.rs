@@ -31,9 +31,9 @@ fn hash_on(hash_on: Value) -> Value {
 #[test]
 fn the_crd_carries_the_rules_this_suite_covers() {
     let crd = CRD.matches("x-kubernetes-validations:").count();
-    assert_eq!(crd, 5, "a rule block was added or removed: cover it here");
+    assert_eq!(crd, 7, "a rule block was added or removed: cover it here");
     let rules = CRD.matches("- message:").count();
-    assert_eq!(rules, 10, "a rule was added or removed: cover it here");
+    assert_eq!(rules, 13, "a rule was added or removed: cover it here");
     assert!(check_rules(&schema(), "spec.validation.openAPIV3Schema").is_empty());
     assert!(has_rules(&schema()));
     assert!(!has_rules(&json!({"type": "object", "properties": {"spec": {"type": "object", "items": {}}}})));
@@ -134,6 +134,45 @@ fn subprotocol_names_must_be_tokens() {
     assert_eq!(
         lines(&route(json!({"subprotocols": {"allowed": ["chat", "bad proto"]}}))),
         ["spec.subprotocols: a subprotocol name must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"]
+    );
+}
+
+/// A route with `rules` instead of `backends`.
+fn ruled(spec: Value) -> Value {
+    let mut object = route(spec);
+    object["spec"].as_object_mut().unwrap().remove("backends");
+    object
+}
+
+#[test]
+fn backends_or_rules_and_no_path_with_rules() {
+    let either = "spec: set either backends (with an optional path) or rules, not both";
+    let rules = json!([{"backends": [{"service": {"name": "chat", "port": 80}}]}]);
+    assert_eq!(lines(&ruled(json!({"rules": rules}))), Vec::<String>::new());
+    assert_eq!(lines(&route(json!({"rules": rules}))), [either], "both");
+    assert_eq!(lines(&ruled(json!({}))), [either], "neither");
+    assert_eq!(
+        lines(&ruled(json!({"rules": rules, "path": {"value": "/chat"}}))),
+        ["spec: path is not allowed with rules: write it in rules[].matches[].path"]
+    );
+    assert_eq!(lines(&route(json!({"path": {"value": "/chat"}}))), Vec::<String>::new(), "a path with backends");
+}
+
+#[test]
+fn a_rule_header_match_name_must_be_a_token() {
+    let header = |name: &str| {
+        ruled(json!({"rules": [
+            {"backends": [{"service": {"name": "a", "port": 80}}]},
+            {"matches": [{"path": {"value": "/x"}}, {"headers": [{"name": "X-Ok", "value": "1"}, {"name": name, "value": "v"}]}],
+             "backends": [{"service": {"name": "b", "port": 80}}]}
+        ]}))
+    };
+    assert_eq!(lines(&header("X-Tenant")), Vec::<String>::new());
+    assert_eq!(
+        lines(&header("X Tenant")),
+        [
+            "spec.rules[1].matches[1].headers[1]: a header name must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+        ]
     );
 }
 
