@@ -245,3 +245,33 @@ fn readme_annotation_table_lists_exactly_the_annotations_wsgate_reads() {
         assert_eq!(row.get(2).map(String::as_str), Some(*form), "README.md: the value of {name}");
     }
 }
+
+#[test]
+fn check_refuses_a_route_that_breaks_a_crd_rule_as_the_api_server_would() {
+    let folder = Folder::new("cli-cel-rule");
+    folder.write(
+        "routes.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: chat}\nspec: {ports: [{name: ws, port: 80}]}\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {name: chat-1, labels: {kubernetes.io/service-name: chat}}\naddressType: IPv4\n\
+         ports: [{name: ws, port: 9001}]\nendpoints: [{addresses: [127.0.0.1]}]\n---\n\
+         apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: chat}\n\
+         spec:\n  path: {value: /chat}\n  backends: [{service: {name: chat, port: ws}}]\n---\n\
+         apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: limited}\n\
+         spec:\n  path: {value: /limited}\n  backends: [{service: {name: chat, port: ws}}]\n  \
+         limits: {handshakesPerSecondPerClient: 10, handshakeBurstPerClient: 5}\n",
+    );
+    let dir = folder.0.to_str().expect("utf-8 path");
+    let out = wsgate(&["check", dir], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a refused route fails the check: {stdout}");
+    let expected = format!(
+        "error: {}: document 4: WebSocketRoute.wsgate.dev \"limited\" is invalid: spec.limits: Invalid value: \
+         \"object\": handshakeBurstPerClient must be at least handshakesPerSecondPerClient",
+        folder.0.join("routes.yaml").display()
+    );
+    assert!(stdout.lines().any(|line| line == expected), "{stdout}");
+    // The refused route is not loaded; the valid one is still compiled.
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(last, format!("{dir}: 1 route(s), 1 error(s), 0 warning(s)"), "{stdout}");
+}

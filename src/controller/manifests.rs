@@ -5,10 +5,18 @@
 //!     └─ documents (`---`) ─► apiVersion + kind ─┬─ Ingress, IngressClass, WebSocketRoute,
 //!                                                │  Service, EndpointSlice, Secret,
 //!                                                │  v1 List ─► Snapshot
-//!                                                │     └─ fields no type reads ─► LoadWarning
+//!                                                │     ├─ fields no type reads ─► LoadWarning
+//!                                                │     └─ WebSocketRoute breaking a CRD rule ─► LoadError,
+//!                                                │        not loaded
 //!                                                ├─ anything else ─► skipped (listed, not an error)
 //!                                                └─ unparsable ─► LoadError (file, document, reason)
 //! ```
+//!
+//! A WebSocketRoute is checked against the CEL rules (`x-kubernetes-validations`) of the CRD `wsgate crd`
+//! prints, evaluated on the document as written by [`wsgate_crd_cel`], the evaluator the test API server
+//! uses too. One that breaks a rule is not loaded, as kube-apiserver would refuse it and `kubectl apply`
+//! would not create it; each broken rule is a [`LoadError`] worded as the API server's 422
+//! (`WebSocketRoute.wsgate.dev "chat" is invalid: spec.limits: Invalid value: "object": …`).
 //!
 //! One bad document never hides the others: every error is collected, and the caller decides what to do
 //! with a snapshot that came with errors (file mode keeps serving its last good table). Namespaced
@@ -24,6 +32,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -305,6 +314,28 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
     out
 }
 
+/// The `openAPIV3Schema` of the WebSocketRoute CRD that `wsgate crd` prints, version `v1alpha1`.
+fn websocketroute_schema() -> &'static serde_json::Value {
+    static SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(WebSocketRoute::crd()).expect("a CRD always serializes to JSON");
+        let versions = crd["spec"]["versions"].as_array().cloned().unwrap_or_default();
+        let version = versions.into_iter().find(|v| v["name"] == "v1alpha1").expect("the CRD serves v1alpha1");
+        version["schema"]["openAPIV3Schema"].clone()
+    })
+}
+
+/// The CEL rules (`x-kubernetes-validations`) of the WebSocketRoute CRD that `raw` breaks, evaluated
+/// as kube-apiserver evaluates them on create.
+fn rule_violations(raw: &serde_yaml::Value) -> Vec<wsgate_crd_cel::Violation> {
+    match serde_json::to_value(raw) {
+        Ok(object) => wsgate_crd_cel::validate(websocketroute_schema(), &object),
+        // why: a document that is no JSON value (a non-string key) has failed to parse already.
+        Err(_) => Vec::new(),
+    }
+}
+
 /// `apiVersion`, `kind` and `metadata.name` of a document, read before it is parsed as its type.
 struct TypeInfo<'v> {
     api_version: Option<&'v str>,
@@ -388,7 +419,7 @@ impl Loader {
                 DocumentKind::List => self.read_list(file, number, document),
                 DocumentKind::Object(kind) => {
                     let parsed = Object::parse(kind, document).map_err(|error| error.to_string());
-                    self.add_object(file, number, None, kind, parsed)
+                    self.add_object(file, number, None, kind, value, parsed)
                 }
             }
         }
@@ -417,7 +448,7 @@ impl Loader {
                     self.error(file, number, format!("{at}a List inside a List is not supported"))
                 }
                 Some(DocumentKind::Object(known)) => {
-                    self.add_object(file, number, Some(i), known, Object::parse_item(known, &item))
+                    self.add_object(file, number, Some(i), known, &item, Object::parse_item(known, &item))
                 }
                 None => self.loaded.skipped.push(info.skipped(file, number, api_version, kind)),
             }
@@ -425,13 +456,15 @@ impl Loader {
     }
 
     /// Adds a parsed object (from a document, or from item `item` of a List) once it has a namespace
-    /// and a name that is not taken; its unknown fields become warnings then, and only then.
+    /// and a name that is not taken, and passes its CRD's rules; its unknown fields become warnings then,
+    /// and only then. `raw` is the document as written, which the rules are evaluated on.
     fn add_object(
         &mut self,
         file: &Path,
         number: usize,
         item: Option<usize>,
         kind: Kind,
+        raw: &serde_yaml::Value,
         parsed: Result<Parsed, String>,
     ) {
         let at = item.map(|i| format!("items[{i}]: ")).unwrap_or_default();
@@ -447,6 +480,18 @@ impl Loader {
         let namespace = metadata.namespace.clone().unwrap_or_default();
         if name.is_empty() {
             return self.error(file, number, format!("{at}metadata.name is required"));
+        }
+        if kind == Kind::WebSocketRoute {
+            let violations = rule_violations(raw);
+            if !violations.is_empty() {
+                // why: kube-apiserver refuses such an object (422), so `kubectl apply` would not have
+                // created it: it is not loaded, and the folder's load has errors like any bad document.
+                for violation in violations {
+                    let message = format!("{at}WebSocketRoute.wsgate.dev {name:?} is invalid: {violation}");
+                    self.error(file, number, message);
+                }
+                return;
+            }
         }
         let key = (kind, namespace, name);
         let (kind, namespace, name) = &key;
@@ -700,6 +745,58 @@ mod tests {
     }
 
     #[test]
+    fn a_websocketroute_breaking_a_crd_rule_is_refused_as_the_api_server_would() {
+        let dir = TempDir::new("cel");
+        let bad = "apiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: limited}\nspec:\n  \
+                   backends: [{service: {name: echo, port: ws}}]\n  \
+                   limits: {handshakesPerSecondPerClient: 10, handshakeBurstPerClient: 2}\n  \
+                   loadBalancing: {policy: RoundRobin, hashOn: {type: SourceIP}}\n";
+        let fixed = bad.replace("handshakeBurstPerClient: 2", "handshakeBurstPerClient: 20").replace(
+            "loadBalancing: {policy: RoundRobin, hashOn: {type: SourceIP}}",
+            "loadBalancing: {policy: ConsistentHash, hashOn: {type: SourceIP}}",
+        );
+        let file = dir.write(
+            "routes.yaml",
+            &format!(
+                "{SERVICE}---\n{bad}---\n{ROUTE}---\napiVersion: v1\nkind: List\nitems:\n- {}\n---\n{fixed}",
+                serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(bad).unwrap()).unwrap()
+            ),
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        let at = file.display();
+        let invalid = "WebSocketRoute.wsgate.dev \"limited\" is invalid";
+        assert_eq!(
+            messages(&loaded),
+            [
+                format!(
+                    "{at}: document 2: {invalid}: spec.limits: Invalid value: \"object\": \
+                     handshakeBurstPerClient must be at least handshakesPerSecondPerClient"
+                ),
+                format!(
+                    "{at}: document 2: {invalid}: spec.loadBalancing: Invalid value: \"object\": \
+                     hashOn is required with policy ConsistentHash, and allowed only with it"
+                ),
+                format!(
+                    "{at}: document 4: items[0]: {invalid}: spec.limits: Invalid value: \"object\": \
+                     handshakeBurstPerClient must be at least handshakesPerSecondPerClient"
+                ),
+                format!(
+                    "{at}: document 4: items[0]: {invalid}: spec.loadBalancing: Invalid value: \"object\": \
+                     hashOn is required with policy ConsistentHash, and allowed only with it"
+                ),
+            ]
+        );
+        // Refused copies are not objects: the valid one with the same name (document 5) is loaded, as
+        // `kubectl apply` of the whole file would have created it, and no duplicate is reported.
+        let routes: Vec<_> =
+            loaded.snapshot.websocket_routes.iter().filter_map(|r| r.metadata.name.as_deref()).collect();
+        assert_eq!(routes, ["echo", "limited"]);
+        let limited = &loaded.snapshot.websocket_routes[1];
+        assert_eq!(limited.spec.limits.as_ref().and_then(|l| l.handshake_burst_per_client), Some(20));
+        assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
     fn an_unreadable_file_is_reported_and_a_missing_folder_is_an_error() {
         let dir = TempDir::new("unreadable");
         let file = dir.0.join("latin1.yaml");
@@ -932,16 +1029,28 @@ mod tests {
         route["kind"] = "WebSocketRoute".into();
         route["metadata"] = serde_json::json!({"name": "sample", "zzUnknown": true});
         injected.push("metadata.zzUnknown".to_string());
+        // why: the first enum value everywhere breaks the CRD's rules (a hashOn without ConsistentHash, a
+        // cookie for a Header key); these two make the sample one the API server would store.
+        route["spec"]["loadBalancing"]["policy"] = "ConsistentHash".into();
+        route["spec"]["loadBalancing"]["hashOn"]["type"] = "Cookie".into();
         assert!(injected.len() > 8, "{injected:?}");
+        // why: the rules also allow `backends` (with `path`) or `rules`, not both, so two routes, one with
+        // each side, carry every field between them.
+        let mut with_rules = route.clone();
+        with_rules["metadata"]["name"] = "sample-rules".into();
+        let spec = with_rules["spec"].as_object_mut().expect("spec is an object");
+        spec.remove("backends");
+        spec.remove("path");
+        route["spec"].as_object_mut().expect("spec is an object").remove("rules");
 
         let dir = TempDir::new("schema");
-        dir.write("route.yaml", &serde_yaml::to_string(&route).expect("YAML"));
+        let yaml = |value: &serde_json::Value| serde_yaml::to_string(value).expect("YAML");
+        dir.write("route.yaml", &format!("{}---\n{}", yaml(&route), yaml(&with_rules)));
         let loaded = load_dir(&dir.0).expect("readable dir");
         assert_eq!(messages(&loaded), Vec::<String>::new());
-        assert_eq!(loaded.snapshot.websocket_routes.len(), 1);
-        let mut found: Vec<String> = loaded.warnings.iter().map(|w| w.field.clone()).collect();
-        found.sort();
-        injected.sort();
+        assert_eq!(loaded.snapshot.websocket_routes.len(), 2);
+        let found: std::collections::BTreeSet<String> = loaded.warnings.iter().map(|w| w.field.clone()).collect();
+        let injected: std::collections::BTreeSet<String> = injected.into_iter().collect();
         assert_eq!(found, injected);
     }
 }

@@ -221,7 +221,9 @@ fn admit_body(
     if let Some(schema) = &rt.schema {
         let out = schema::process(schema, obj);
         unknown.extend(out.pruned);
+        let rules = schema::validate_rules(schema, obj, old, &out.causes);
         causes.extend(out.causes);
+        causes.extend(rules);
     }
     let mut all = validation::validate(rt, obj, old);
     all.extend(causes);

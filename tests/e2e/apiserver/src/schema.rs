@@ -9,7 +9,9 @@
 //! minimum/maximum (+exclusive), minLength/maxLength, pattern, minItems/maxItems, uniqueItems,
 //! minProperties/maxProperties, allOf/anyOf/oneOf/not, default, x-kubernetes-int-or-string,
 //! x-kubernetes-preserve-unknown-fields, x-kubernetes-embedded-resource, x-kubernetes-list-type=set.
-//! Not supported: format checks, CEL (`x-kubernetes-validations`), list-type=map keys.
+//! CEL rules (`x-kubernetes-validations`) run after these checks, through `wsgate_crd_cel` (the
+//! evaluator wsgate's file mode uses), unless a type or enum error blocks them, as in kube-apiserver.
+//! Not supported: format checks, list-type=map keys.
 
 use serde_json::{Map, Value};
 
@@ -60,6 +62,33 @@ pub fn process(schema: &Value, obj: &mut Value) -> SchemaOutcome {
     }
     validate_root(schema, obj, &mut out.causes);
     out
+}
+
+/// The `x-kubernetes-validations` rules of `schema` that `obj` (pruned and defaulted by [`process`])
+/// breaks, as 422 causes; on update, with transition rules and ratcheting against `old`. `schema_causes`
+/// are the causes [`process`] found: a type or enum error among them stops the rules from running, and
+/// one cause says so, as kube-apiserver does.
+pub fn validate_rules(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+    schema_causes: &[FieldCause],
+) -> Vec<FieldCause> {
+    if !wsgate_crd_cel::has_rules(schema) {
+        return Vec::new();
+    }
+    if schema_causes.iter().any(|c| matches!(c.reason, "FieldValueTypeInvalid" | "FieldValueNotSupported")) {
+        return vec![FieldCause::invalid(
+            "<nil>",
+            &Value::Null,
+            "some validation rules were not checked because the object was invalid; correct the existing errors to \
+             complete validation",
+        )];
+    }
+    wsgate_crd_cel::validate_update(schema, obj, old)
+        .into_iter()
+        .map(|v| FieldCause { reason: v.reason.as_str(), field: v.path.clone(), message: v.detail() })
+        .collect()
 }
 
 /// What decoding a built-in object against its OpenAPI schema found.

@@ -822,6 +822,12 @@ fn validate_crd(obj: &Value, causes: &mut Vec<FieldCause>) {
                 "must be object at the root",
             ));
         }
+        if let Some(s) = schema {
+            let prefix = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            for error in wsgate_crd_cel::check_rules(s, &prefix) {
+                causes.push(FieldCause::invalid(error.path, &json!(error.rule), &error.message));
+            }
+        }
     }
 }
 
