@@ -315,6 +315,29 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
 }
 
 /// The `openAPIV3Schema` of the WebSocketRoute CRD that `wsgate crd` prints, version `v1alpha1`.
+/// A label or annotation value that is not a string (`10`, `true` unquoted). YAML reads it as text, but
+/// kube-apiserver takes these maps as JSON strings and refuses the object (`cannot unmarshal number into
+/// ... of type string`), so `kubectl apply` would fail: this says so, with the fix.
+fn non_string_metadata(raw: &serde_yaml::Value) -> Option<String> {
+    let metadata = raw.get("metadata")?;
+    for map in ["labels", "annotations"] {
+        let Some(entries) = metadata.get(map).and_then(serde_yaml::Value::as_mapping) else { continue };
+        for (key, value) in entries {
+            if value.is_string() || value.is_null() {
+                continue;
+            }
+            let key = key.as_str().map_or_else(|| format!("{key:?}"), |k| format!("{k:?}"));
+            let written = serde_yaml::to_string(value).unwrap_or_default();
+            let written = written.trim();
+            return Some(format!(
+                "metadata.{map}[{key}]: the value must be a string, not {written}: quote it (\"{written}\"), \
+                 as the API server refuses it unquoted"
+            ));
+        }
+    }
+    None
+}
+
 fn websocketroute_schema() -> &'static serde_json::Value {
     static SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
@@ -480,6 +503,9 @@ impl Loader {
         let namespace = metadata.namespace.clone().unwrap_or_default();
         if name.is_empty() {
             return self.error(file, number, format!("{at}metadata.name is required"));
+        }
+        if let Some(message) = non_string_metadata(raw) {
+            return self.error(file, number, format!("{at}{message}"));
         }
         if kind == Kind::WebSocketRoute {
             let violations = rule_violations(raw);
@@ -794,6 +820,28 @@ mod tests {
         let limited = &loaded.snapshot.websocket_routes[1];
         assert_eq!(limited.spec.limits.as_ref().and_then(|l| l.handshake_burst_per_client), Some(20));
         assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
+    fn an_unquoted_number_as_an_annotation_value_is_refused_as_the_api_server_would() {
+        let dir = TempDir::new("unquoted");
+        let file = dir.write(
+            "ingress.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: chat\n  annotations:\n    \
+             wsgate.dev/hash-on: header:x-user\n    wsgate.dev/load-bound-percent: 10\nspec: {}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: quoted\n  annotations:\n    \
+             wsgate.dev/load-bound-percent: \"10\"\n  labels: {app: chat}\nspec: {}\n",
+        );
+        let loaded = load_dir(&dir.0).expect("readable dir");
+        assert_eq!(
+            messages(&loaded),
+            [format!(
+                "{}: document 1: metadata.annotations[\"wsgate.dev/load-bound-percent\"]: the value must be a string, \
+                 not 10: quote it (\"10\"), as the API server refuses it unquoted",
+                file.display()
+            )]
+        );
+        assert_eq!(loaded.snapshot.ingresses.len(), 1, "the quoted one is kept");
     }
 
     #[test]
