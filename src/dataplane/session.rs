@@ -86,59 +86,67 @@ impl TunnelSetup {
 
     /// Relays until either side closes, the idle timeout, the max lifetime or an I/O error. At the drain
     /// deadline the worker's runtime is dropped with this task in it, which closes both sockets.
-    pub async fn run(self, ends: Ends) {
+    ///
+    /// why not an `async fn`: its arguments would stay in the task next to what they are moved into (the
+    /// tunnel, the meters), doubling what every idle WebSocket holds; the block captures each once.
+    pub fn run(self, ends: Ends) -> impl Future<Output = ()> + Send + 'static {
         // why the drain is not watched here: a `select!` on the drain phase re-polls that future (a lock
         // in tokio's Notify) on every wake-up of a busy tunnel, i.e. for every relayed message; the
         // worker's runtime closes what is left at the deadline instead (`server::Worker::serve`).
-        let TunnelSetup {
-            lease: _lease,
-            permit: _permit,
-            session: _session,
-            access,
-            upstream,
-            downstream,
-            idle_timeout,
-            max_lifetime,
-            conn: _conn,
-        } = self;
+        let TunnelSetup { lease, permit, session, access, upstream, downstream, idle_timeout, max_lifetime, conn } =
+            self;
         let mut tunnel = Tunnel::new(ends, idle_timeout, upstream, downstream);
-        let end = within_lifetime(max_lifetime, &mut tunnel).await;
-        let (up, down) = tunnel.totals();
-        match &end {
-            Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "tunnel closed"),
-            Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
-        }
-        if let Some(mut access) = access {
-            access.close(&end, up, down);
+        async move {
+            let end = within_lifetime(max_lifetime, &mut tunnel).await;
+            let (up, down) = tunnel.totals();
+            match &end {
+                Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "tunnel closed"),
+                Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
+            }
+            if let Some(mut access) = access {
+                access.close(&end, up, down);
+            }
+            // Held for the tunnel's whole life: the balancer counts the lease, the limits the permit,
+            // the gauge the session, the drain and --max-connections the connection.
+            drop((tunnel, session, permit, lease, conn));
         }
     }
 
     /// Like [`run`](TunnelSetup::run) for a client that is not a plain TCP socket (TLS): relays with the
     /// generic copy loop, with the same timeouts, metrics and drain.
-    pub async fn relay(self, client: TokioIo<Upgraded>, backend: TcpStream, backend_buffered: Bytes) {
+    pub fn relay(
+        self,
+        client: TokioIo<Upgraded>,
+        backend: TcpStream,
+        backend_buffered: Bytes,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        // why not an `async fn`: see `run`.
         let TunnelSetup {
-            lease: _lease,
-            permit: _permit,
-            session: _session,
+            lease,
+            permit,
+            session,
             access,
             mut upstream,
             mut downstream,
             idle_timeout,
             max_lifetime,
-            conn: _conn,
+            conn,
         } = self;
-        let relay =
-            super::relay::relay(client, backend, backend_buffered, idle_timeout, &mut upstream, &mut downstream);
-        let end = within_lifetime(max_lifetime, relay).await;
-        upstream.flush();
-        downstream.flush();
-        let (up, down) = (upstream.total(), downstream.total());
-        match &end {
-            Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "TLS tunnel closed"),
-            Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "TLS tunnel closed by an I/O error"),
-        }
-        if let Some(mut access) = access {
-            access.close(&end, up, down);
+        async move {
+            let relay =
+                super::relay::relay(client, backend, backend_buffered, idle_timeout, &mut upstream, &mut downstream);
+            let end = within_lifetime(max_lifetime, relay).await;
+            upstream.flush();
+            downstream.flush();
+            let (up, down) = (upstream.total(), downstream.total());
+            match &end {
+                Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "TLS tunnel closed"),
+                Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "TLS tunnel closed by an I/O error"),
+            }
+            if let Some(mut access) = access {
+                access.close(&end, up, down);
+            }
+            drop((session, permit, lease, conn));
         }
     }
 }
@@ -146,14 +154,15 @@ impl TunnelSetup {
 /// Runs a relay, ending it with [`End::MaxLifetime`] once `max_lifetime` has passed.
 ///
 /// why a timeout only when set: the timer is polled on every wake-up of a busy relay; routes without
-/// a max lifetime keep the relay's own single timer.
+/// a max lifetime keep the relay's own single timer. Why boxed: unboxed, the timer's space would be in
+/// every tunnel's task, lifetime or not (an idle WebSocket is mostly its task's size).
 async fn within_lifetime(
     max_lifetime: Option<Duration>,
     relay: impl Future<Output = io::Result<End>>,
 ) -> io::Result<End> {
     match max_lifetime {
         None => relay.await,
-        Some(limit) => tokio::time::timeout(limit, relay).await.unwrap_or(Ok(End::MaxLifetime)),
+        Some(limit) => Box::pin(tokio::time::timeout(limit, relay)).await.unwrap_or(Ok(End::MaxLifetime)),
     }
 }
 
