@@ -44,6 +44,8 @@ pub enum Refusal {
 /// Admission state shared by every connection of this replica.
 pub struct Limits {
     state: Arc<Mutex<State>>,
+    /// `clients.len()` as of the last admit, for the gauge without taking the lock again.
+    tracked: std::sync::atomic::AtomicUsize,
 }
 
 /// Slots held for one admitted connection, given back when it drops.
@@ -104,7 +106,7 @@ impl Limits {
             next_stamp: 0,
             warned_full: None,
         };
-        Limits { state: Arc::new(Mutex::new(state)) }
+        Limits { state: Arc::new(Mutex::new(state)), tracked: std::sync::atomic::AtomicUsize::new(0) }
     }
 
     /// Admits one WebSocket handshake from `client` on `route`, or says why not. Checks, in order, the
@@ -137,6 +139,7 @@ impl Limits {
             *state.routes.entry(Arc::clone(route)).or_insert(0) += 1;
             Arc::clone(route)
         });
+        self.tracked.store(state.clients.len(), std::sync::atomic::Ordering::Relaxed);
         drop(state);
         if counted_route.is_none() && counted_client.is_none() {
             // Rate only, or an untracked client: nothing to give back.
@@ -146,9 +149,15 @@ impl Limits {
     }
 
     /// Number of per-(route, client) entries held, busy and idle: how close the table is to its bound.
-    #[allow(dead_code, reason = "for a metrics gauge; only the tests read it so far")]
+    #[cfg(test)]
     pub fn tracked_clients(&self) -> usize {
         lock(&self.state).clients.len()
+    }
+
+    /// [`tracked_clients`](Limits::tracked_clients) as of the last admit, without the lock (for the gauge
+    /// on every handshake).
+    pub fn tracked_clients_seen(&self) -> usize {
+        self.tracked.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

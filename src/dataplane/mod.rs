@@ -50,7 +50,11 @@ mod conn;
 mod error;
 pub mod explain;
 mod fast_upgrade;
+// why allowed: the parser of the frame layer (issue #10) lands first, with its tests; the relay that
+// uses it comes next.
 mod forward;
+#[allow(dead_code)]
+mod frame;
 mod handshake;
 mod headers;
 mod host;

@@ -434,7 +434,7 @@ fn admit(
     if !admission.limits.is_unlimited() {
         let client = client_ip(shared, conn, headers);
         let admitted = shared.limits.admit(&route.id, client, &admission.limits, Instant::now());
-        let tracked = i64::try_from(shared.limits.tracked_clients()).unwrap_or(i64::MAX);
+        let tracked = i64::try_from(shared.limits.tracked_clients_seen()).unwrap_or(i64::MAX);
         shared.metrics.limit_tracked_clients.set(tracked);
         permit = Some(admitted.map_err(|refusal| ProxyError::Refused(Refused::from(refusal)))?);
     }

@@ -277,8 +277,11 @@ impl OriginPolicy {
         let Some(parsed) = std::str::from_utf8(origin).ok().and_then(Origin::parse) else {
             return OriginVerdict::Refused;
         };
-        if let Some(i) = self.exact.iter().position(|e| *e == parsed.serialized()) {
-            return OriginVerdict::Exact(i);
+        if !self.exact.is_empty() {
+            let serialized = parsed.serialized();
+            if let Some(i) = self.exact.iter().position(|e| *e == serialized) {
+                return OriginVerdict::Exact(i);
+            }
         }
         let found = self.wildcard.iter().position(|w| {
             w.scheme == parsed.scheme
