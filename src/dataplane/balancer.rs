@@ -22,6 +22,22 @@ use std::time::{Duration, Instant};
 
 use crate::routes::ring::load_bound;
 
+/// The backend `point` (below the sum of the weights) falls on, the weights laid end to end in order.
+pub(super) fn by_weight<'r>(
+    mut backends: impl Iterator<Item = (usize, &'r Backend)>,
+    mut point: u64,
+) -> Option<(usize, &'r Backend)> {
+    backends.find(|(_, b)| {
+        let weight = u64::from(b.weight);
+        if point < weight {
+            true
+        } else {
+            point -= weight;
+            false
+        }
+    })
+}
+
 /// Connections an endpoint may hold above the consistent-hash load bound before a key is diverted
 /// from it. Why: at low load the bound is one or two connections, and a client that reconnects
 /// while its previous connection is still being closed would otherwise be moved to another pod
@@ -199,19 +215,11 @@ impl Balancer {
         }
         // why the key picks the backend too: the same key must stay on the same backend (and so the
         // same endpoint) for as long as the weights stay.
-        let mut point = match key {
+        let point = match key {
             Some(key) => key % total,
             None => self.spin.fetch_add(1, Ordering::Relaxed) % total,
         };
-        let (index, backend) = offering().find(|(_, b)| {
-            let weight = u64::from(b.weight);
-            if point < weight {
-                true
-            } else {
-                point -= weight;
-                false
-            }
-        })?;
+        let (index, backend) = by_weight(offering(), point)?;
 
         // why one loop rather than `min_by_key` over a filter: it also counts what the access log says.
         let mut best: Option<(SocketAddr, (usize, u64))> = None;

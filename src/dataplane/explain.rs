@@ -142,16 +142,7 @@ fn hash_decision(
     if total == 0 {
         return decision;
     }
-    let mut point = found.key % total;
-    let backend = route.backends.iter().find(|b| {
-        let weight = u64::from(b.weight);
-        if point < weight {
-            true
-        } else {
-            point -= weight;
-            false
-        }
-    });
+    let backend = super::balancer::by_weight(route.backends.iter().enumerate(), found.key % total).map(|(_, b)| b);
     if let Some(backend) = backend {
         decision.backend = Some(backend.name.clone());
         decision.owner =
