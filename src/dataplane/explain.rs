@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use http::header::ORIGIN;
 use http::{HeaderMap, Uri};
 use serde::Serialize;
 
@@ -76,32 +76,18 @@ pub fn decide(route: &Route, headers: &HeaderMap, uri: &Uri, client: IpAddr) -> 
     let admission = &route.policy.admission;
     let mut answer = "proxied".to_string();
     let origin = admission.origins.as_ref().map(|policy| {
-        let values: Vec<&[u8]> = headers.get_all(ORIGIN).iter().map(|v| v.as_bytes()).collect();
-        // Two Origin headers are refused, as the admit phase does.
-        let verdict = if values.len() > 1 {
-            crate::routes::policy::OriginVerdict::Refused
-        } else {
-            policy.check(values.first().copied())
-        };
+        let verdict = super::pipeline::origin_verdict(policy, headers);
         if !verdict.allowed() {
             answer = "403 (origin)".to_string();
         }
         OriginDecision {
-            origin: values.first().map(|v| String::from_utf8_lossy(v).into_owned()),
+            origin: headers.get(ORIGIN).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             rule: policy.describe(verdict),
             allowed: verdict.allowed(),
         }
     });
     let subprotocols = admission.subprotocols.as_ref().map(|policy| {
-        let offered: Vec<String> = headers
-            .get_all(SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect();
+        let offered: Vec<String> = super::pipeline::offered_subprotocols(headers).map(String::from).collect();
         let forwarded: Vec<String> =
             policy.filter(offered.iter().map(String::as_str)).into_iter().map(String::from).collect();
         let allowed = !forwarded.is_empty() || !policy.required;

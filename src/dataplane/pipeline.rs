@@ -36,7 +36,8 @@ use tokio::net::TcpStream;
 use tracing::{Span, debug, warn};
 
 use crate::metrics::UpgradeOutcome;
-use crate::routes::{LoadBalancing, RequestView, Route, normalize_host};
+use crate::routes::policy::OriginVerdict;
+use crate::routes::{LoadBalancing, OriginPolicy, RequestView, Route, normalize_host};
 
 use super::Shared;
 use super::access::{self, Kind, Session};
@@ -381,6 +382,22 @@ async fn proxy(
     Ok(Done::Switched(switch(shared, conn, route, answer, admitted.permit, affinity)))
 }
 
+/// The Origin policy's verdict on a handshake's `Origin`; sent twice, it is refused (which one
+/// would the browser have meant?). Shared with `/debug/explain`.
+pub(super) fn origin_verdict(origins: &OriginPolicy, headers: &HeaderMap) -> OriginVerdict {
+    let mut values = headers.get_all(ORIGIN).iter();
+    match (values.next(), values.next()) {
+        (_, Some(_)) => OriginVerdict::Refused,
+        (origin, None) => origins.check(origin.map(HeaderValue::as_bytes)),
+    }
+}
+
+/// The subprotocol names a handshake offers, in its order, across every `Sec-WebSocket-Protocol` line.
+pub(super) fn offered_subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
+    values.flat_map(|v| v.split(',')).map(str::trim).filter(|t| !t.is_empty())
+}
+
 /// What the admit phase let through.
 struct Admitted {
     /// The route's admission slots, held by the tunnel.
@@ -405,12 +422,7 @@ fn admit(
     }
     let headers = &parts.headers;
     if let Some(origins) = &admission.origins {
-        let mut values = headers.get_all(ORIGIN).iter();
-        let origin = match (values.next(), values.next()) {
-            (_, Some(_)) => return Err(ProxyError::Refused(Refused::Origin)),
-            (origin, None) => origin.map(HeaderValue::as_bytes),
-        };
-        let verdict = origins.check(origin);
+        let verdict = origin_verdict(origins, headers);
         debug!(?verdict, "origin checked");
         if let Some(access) = &mut trail.access {
             access.set_origin(origins.describe(verdict));
@@ -421,8 +433,7 @@ fn admit(
     }
     let mut subprotocols = None;
     if let Some(policy) = &admission.subprotocols {
-        let offered = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
-        let allowed = policy.filter(offered.flat_map(|v| v.split(',')).map(str::trim).filter(|t| !t.is_empty()));
+        let allowed = policy.filter(offered_subprotocols(headers));
         if allowed.is_empty() && policy.required {
             return Err(ProxyError::Refused(Refused::Subprotocol));
         }
