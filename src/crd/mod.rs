@@ -100,6 +100,28 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ConnectionLimits>,
 
+    /// wsgate's own WebSocket pings, to keep idle NAT and load-balancer paths open and to find peers
+    /// that went away without a close. Puts the route's WebSockets on the frame layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<Keepalive>,
+
+    /// Largest WebSocket message either side may send, in bytes: the payload of a data frame and all
+    /// its continuation frames, as on the wire (compressed, with permessage-deflate). A message over it
+    /// closes the WebSocket: the sender gets Close 1009 (Message Too Big), the other side 1001. Puts the
+    /// route's WebSockets on the frame layer. Omitted: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_message_bytes: Option<u64>,
+
+    /// What happens to open WebSockets when their endpoint is terminating (a rollout, a scale-in) or
+    /// leaves its EndpointSlice. Omitted: they stay until they end (`Keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
+
+    /// Moving long-lived WebSockets onto endpoints added by a scale-out. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceSpec>,
+
     /// TLS termination on the HTTPS listener for `hostnames`: the certificate is chosen by the SNI name
     /// the client sends, so without `hostnames` this is ignored (with a warning). The route is still
     /// served over plain HTTP too, unless `redirect` is set.
@@ -256,12 +278,14 @@ pub struct Timeouts {
     /// How long the backend has to answer the upgrade request; the client gets 504 after it. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake: Option<String>,
-    /// How long an established WebSocket may carry no data in either direction before wsgate closes it.
-    /// Default `1h`.
+    /// How long an established WebSocket may carry no data in either direction before wsgate closes it
+    /// (on the frame layer with Close 1001 to both sides; wsgate's own keepalive pings and the pongs
+    /// that answer them do not count as data). Default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<String>,
     /// Age at which an established WebSocket is closed however busy it is, so clients reconnect (and
-    /// are balanced again) at least this often, e.g. `24h`. Until wsgate speaks WebSocket frames this is
+    /// are balanced again) at least this often, e.g. `24h`. On the frame layer (a route with keepalive,
+    /// maxMessageBytes, drain Close or rebalance) both sides get Close 1001 (Going Away); otherwise it is
     /// a TCP close, which clients see as an abnormal close (1006). Omitted: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<String>,
@@ -447,6 +471,87 @@ pub struct ConnectionLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub handshake_burst_per_client: Option<u32>,
+}
+
+/// wsgate's WebSocket pings (RFC 6455 §5.5.2). wsgate sends its own Ping frames, never forwards the
+/// Pongs that answer them, and forwards the endpoints' own pings and pongs untouched.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Keepalive {
+    /// How often a ping is sent to each peer it is `toward`, e.g. `30s`. At least `1s`.
+    pub ping_interval: String,
+    /// How long a peer has to answer a ping with a Pong. A peer that does not is closed: the other side
+    /// gets Close 1001 (Going Away), the silent one a Close 1001 and then the TCP close. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pong_timeout: Option<String>,
+    /// Which peers are pinged: `Client` (default: the side behind NATs and mobile networks), `Backend`
+    /// or `Both`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toward: Option<KeepaliveToward>,
+}
+
+/// Which peers wsgate pings.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum KeepaliveToward {
+    #[default]
+    Client,
+    Backend,
+    Both,
+}
+
+/// Draining the WebSockets of an endpoint that goes away.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.gracePeriod) || (has(self.onEndpointTermination) && self.onEndpointTermination == 'Close')",
+        "message": "gracePeriod applies only to onEndpointTermination Close"
+    }
+]))]
+pub struct Drain {
+    /// `Keep` (default): WebSockets on a terminating endpoint stay until they end, or until the pod's
+    /// own shutdown cuts them (clients see 1006). `Close`: `gracePeriod` after wsgate sees the endpoint
+    /// terminating or removed, both sides get Close 1001 (Going Away), so clients reconnect to a live
+    /// endpoint. `Close` puts the route's WebSockets on the frame layer. An endpoint that is merely not
+    /// ready (failing its readiness probe, not terminating) is never drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_endpoint_termination: Option<EndpointTermination>,
+    /// How long the WebSockets of a terminating endpoint may keep running before the Close, e.g. `5s`
+    /// (keep it below the pods' terminationGracePeriodSeconds). Default `0s`. Only with `Close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<String>,
+}
+
+/// What happens to the WebSockets of a terminating endpoint.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum EndpointTermination {
+    // why Close first: the schema lists values in this order, and a sample built from the first of
+    // each enum (the manifests schema test) is then one where every field applies.
+    Close,
+    #[default]
+    Keep,
+}
+
+/// Rebalancing after endpoints are added.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// When endpoints are added to a backend, close WebSockets on endpoints holding more than their
+    /// fair share (this replica's WebSockets of the route over the backend's ready endpoints) with
+    /// Close 1012 (Service Restart), so their clients reconnect and land on the new endpoints; never
+    /// taking an endpoint below its fair share, only until every endpoint is within `tolerancePercent`.
+    /// Meant for `LeastConnections` (and `RoundRobin`); with `ConsistentHash` a reconnecting key may
+    /// return to its endpoint. Puts the route's WebSockets on the frame layer. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How far above the fair share, in percent, an endpoint may stay. 0 to 100, default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub tolerance_percent: Option<u32>,
+    /// Most rebalancing closes per second, per route and wsgate replica. 1 to 10000, default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_closes_per_second: Option<u32>,
 }
 
 /// Observed state, written by the controller.

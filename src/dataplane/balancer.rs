@@ -339,7 +339,7 @@ mod tests {
                     name: format!("b{i}"),
                     weight: *weight,
                     endpoints: ports.iter().map(|p| Endpoint { addr: addr(*p) }).collect(),
-                    ring: None,
+                    ..Backend::default()
                 })
                 .collect(),
             policy: Policy { load_balancing: lb, ..Policy::default() },

@@ -201,7 +201,7 @@ mod tests {
             host: HostMatch::Any,
             path: PathMatch::prefix("/"),
             conditions: Conditions::default(),
-            backends: vec![Backend { name: "ns/chat:80".into(), weight: 1, endpoints, ring: None }],
+            backends: vec![Backend { name: "ns/chat:80".into(), weight: 1, endpoints, ..Backend::default() }],
             policy,
         };
         // Built through the table, which makes the rings.

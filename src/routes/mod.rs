@@ -31,8 +31,8 @@ pub mod tls;
 
 pub use matches::{Conditions, HeaderCondition, Pattern, QueryCondition, RequestView, ValueMatch};
 pub use policy::{
-    Admission, CookieAffinity, HashOn, HashPolicy, LoadBalancing, OriginPolicy, Policy, Rate, RouteLimits, SameSite,
-    SubprotocolPolicy,
+    Admission, CookieAffinity, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing, OriginPolicy,
+    Policy, Rate, Rebalance, RouteLimits, SameSite, SubprotocolPolicy, Toward,
 };
 pub use tls::{Certificate, TlsTable};
 
@@ -197,6 +197,10 @@ pub struct Backend {
     pub weight: u32,
     /// Ready endpoints, sorted; may be empty (the route then answers 503).
     pub endpoints: Vec<Endpoint>,
+    /// Endpoints listed but not ready, and not terminating (a failing readiness probe), sorted: they
+    /// get no new connections, and their open WebSockets are not drained.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unready: Vec<Endpoint>,
     /// The consistent-hash ring over `endpoints`, built by [`RouteTable::new`] for routes that hash
     /// (a function of the endpoints alone, so every replica builds the same one).
     #[serde(skip)]
@@ -557,7 +561,7 @@ mod tests {
                     .iter()
                     .map(|p| Endpoint { addr: SocketAddr::from(([127, 0, 0, 1], *p)) })
                     .collect(),
-                ring: None,
+                ..Backend::default()
             }],
             policy: Policy::default(),
         }

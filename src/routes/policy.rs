@@ -7,6 +7,8 @@
 //!     ├─ handshake_timeout, idle_timeout, max_lifetime
 //!     ├─ load_balancing   LeastConnections | RoundRobin | ConsistentHash { on, load bound }
 //!     ├─ https_redirect
+//!     ├─ frames       (WebSocket sessions: keepalive pings, message limit, drain, rebalance; any of
+//!     │                them puts the route's sessions on the frame layer instead of the byte tunnel)
 //!     └─ admission        (WebSocket handshakes only; checked before any backend is contacted)
 //!          ├─ origins       allow-list of Origin values (403 when not allowed)
 //!          ├─ subprotocols  the client must offer one of these (400), others are not forwarded
@@ -31,8 +33,8 @@ pub struct Policy {
     /// Time an upgraded connection may carry no bytes in either direction before it is closed.
     #[serde(with = "duration_secs")]
     pub idle_timeout: Duration,
-    /// Age at which an upgraded connection is closed, however busy (`None`: no limit). A TCP close for
-    /// now: the frame layer will turn it into a Close 1001.
+    /// Age at which an upgraded connection is closed, however busy (`None`: no limit): a Close 1001 on
+    /// the frame layer, a TCP close on the byte tunnel.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_secs")]
     pub max_lifetime: Option<Duration>,
     pub load_balancing: LoadBalancing,
@@ -42,6 +44,8 @@ pub struct Policy {
     pub https_redirect: bool,
     #[serde(skip_serializing_if = "Admission::is_open")]
     pub admission: Admission,
+    #[serde(skip_serializing_if = "FramePolicy::is_off")]
+    pub frames: FramePolicy,
 }
 
 impl Default for Policy {
@@ -53,6 +57,7 @@ impl Default for Policy {
             load_balancing: LoadBalancing::default(),
             https_redirect: false,
             admission: Admission::default(),
+            frames: FramePolicy::default(),
         }
     }
 }
@@ -201,6 +206,80 @@ impl SameSite {
         }
     }
 }
+
+/// What a route's WebSocket sessions need wsgate to understand frames for (RFC 6455 §5). When none of
+/// it is set ([`is_off`](FramePolicy::is_off)), sessions keep the plain byte tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct FramePolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<Keepalive>,
+    /// Largest message (the payload of a data frame and its continuations, as on the wire) either side
+    /// may send; the sender gets Close 1009, the other side 1001.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u64>,
+    /// Sessions on an endpoint that leaves the ready set as terminating (or is removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<Rebalance>,
+}
+
+impl FramePolicy {
+    /// Whether the route keeps the byte tunnel: no feature that needs frames is set.
+    pub fn is_off(&self) -> bool {
+        self.keepalive.is_none() && self.max_message_bytes.is_none() && self.drain.is_none() && self.rebalance.is_none()
+    }
+}
+
+/// wsgate's own pings (never forwarded; their pongs are swallowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Keepalive {
+    #[serde(with = "super::duration_secs")]
+    pub ping_interval: Duration,
+    /// How long a peer has to answer a ping before the session is closed (`pong_timeout`).
+    #[serde(with = "super::duration_secs")]
+    pub pong_timeout: Duration,
+    pub toward: Toward,
+}
+
+/// Which peers wsgate pings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Toward {
+    Client,
+    Backend,
+    Both,
+}
+
+impl Toward {
+    pub fn client(self) -> bool {
+        matches!(self, Toward::Client | Toward::Both)
+    }
+    pub fn backend(self) -> bool {
+        matches!(self, Toward::Backend | Toward::Both)
+    }
+}
+
+/// Close 1001 to both sides of every session on an endpoint that is terminating or gone, `grace`
+/// after wsgate sees it go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DrainPolicy {
+    #[serde(with = "super::duration_secs")]
+    pub grace: Duration,
+}
+
+/// Closing (1012 Service Restart) sessions on over-loaded endpoints after endpoints were added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rebalance {
+    /// How far above the even share (in percent) an endpoint may stay.
+    pub tolerance_percent: u32,
+    pub max_closes_per_second: u32,
+}
+
+/// Default of [`Rebalance::tolerance_percent`].
+pub const DEFAULT_REBALANCE_TOLERANCE_PERCENT: u32 = 10;
+/// Default of [`Rebalance::max_closes_per_second`].
+pub const DEFAULT_REBALANCE_CLOSES_PER_SECOND: u32 = 10;
 
 /// Checks on a WebSocket handshake before any backend is contacted.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]

@@ -142,7 +142,7 @@ pub fn backend(name: &str, weight: u32, endpoints: &[SocketAddr]) -> Backend {
         name: name.to_string(),
         weight,
         endpoints: endpoints.iter().map(|addr| Endpoint { addr: *addr }).collect(),
-        ring: None,
+        ..Backend::default()
     }
 }
 

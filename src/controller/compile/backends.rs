@@ -93,7 +93,7 @@ impl<'s> ServiceIndex<'s> {
     pub fn resolve(&self, namespace: &str, service: &str, port: &PortRef, weight: u32) -> Resolution {
         let name = format!("{namespace}/{service}:{port}");
         let unresolved = |reason, site, message| Resolution {
-            backend: Backend { name: name.clone(), weight, endpoints: Vec::new(), ring: None },
+            backend: Backend { name: name.clone(), weight, ..Backend::default() },
             problem: Some(Problem { reason, site, message }),
         };
         let Some(svc) = self.services.get(&(namespace, service)) else {
@@ -128,13 +128,16 @@ impl<'s> ServiceIndex<'s> {
             );
         };
         let port_name = service_port.name.as_deref().unwrap_or("");
-        let endpoints = self.ready_endpoints(namespace, service, port_name);
-        Resolution { backend: Backend { name, weight, endpoints, ring: None }, problem: None }
+        let (endpoints, unready) = self.endpoints(namespace, service, port_name);
+        Resolution { backend: Backend { name, weight, endpoints, unready, ring: None }, problem: None }
     }
 
-    /// Ready addresses of the Service's slices, on the slice port named like the Service port.
-    fn ready_endpoints(&self, namespace: &str, service: &str, port_name: &str) -> Vec<Endpoint> {
+    /// Addresses of the Service's slices, on the slice port named like the Service port: the ready
+    /// ones, and those not ready but not terminating either (EndpointConditions: `ready` unset counts as
+    /// ready, `terminating` unset as not terminating).
+    fn endpoints(&self, namespace: &str, service: &str, port_name: &str) -> (Vec<Endpoint>, Vec<Endpoint>) {
         let mut addrs = BTreeSet::new();
+        let mut unready = BTreeSet::new();
         for slice in self.slices.get(&(namespace, service)).map(Vec::as_slice).unwrap_or_default() {
             if slice.address_type == "FQDN" {
                 continue;
@@ -150,18 +153,24 @@ impl<'s> ServiceIndex<'s> {
                 continue;
             };
             for endpoint in slice.endpoints.iter().flatten() {
-                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                if !ready {
-                    continue;
-                }
+                let conditions = endpoint.conditions.as_ref();
+                let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+                let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+                let into = match (ready, terminating) {
+                    (true, _) => &mut addrs,
+                    (false, false) => &mut unready,
+                    (false, true) => continue,
+                };
                 for address in &endpoint.addresses {
                     if let Ok(ip) = address.parse::<IpAddr>() {
-                        addrs.insert(SocketAddr::new(ip, number));
+                        into.insert(SocketAddr::new(ip, number));
                     }
                 }
             }
         }
-        addrs.into_iter().map(|addr| Endpoint { addr }).collect()
+        let unready: Vec<Endpoint> =
+            unready.into_iter().filter(|a| !addrs.contains(a)).map(|addr| Endpoint { addr }).collect();
+        (addrs.into_iter().map(|addr| Endpoint { addr }).collect(), unready)
     }
 }
 

@@ -17,14 +17,22 @@ use std::time::Duration;
 
 use super::duration::parse_duration;
 use crate::crd::{
-    AffinityCookie, ConnectionLimits, HashOnSpec, HashOnType, LoadBalancingPolicy, LoadBalancingSpec, SameSiteSpec,
-    Subprotocols, Timeouts,
+    AffinityCookie, ConnectionLimits, Drain, EndpointTermination, HashOnSpec, HashOnType, Keepalive as KeepaliveSpec,
+    KeepaliveToward, LoadBalancingPolicy, LoadBalancingSpec, RebalanceSpec, SameSiteSpec, Subprotocols, Timeouts,
 };
-use crate::routes::policy::{DEFAULT_LOAD_BOUND_PERCENT, Origin, OriginWildcard};
+use crate::routes::policy::{
+    DEFAULT_LOAD_BOUND_PERCENT, DEFAULT_REBALANCE_CLOSES_PER_SECOND, DEFAULT_REBALANCE_TOLERANCE_PERCENT, Origin,
+    OriginWildcard,
+};
 use crate::routes::{
-    self, Admission, CookieAffinity, HashOn, HashPolicy, LoadBalancing, OriginPolicy, Policy, Rate, RouteLimits,
-    SameSite, SubprotocolPolicy,
+    self, Admission, CookieAffinity, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing,
+    OriginPolicy, Policy, Rate, Rebalance, RouteLimits, SameSite, SubprotocolPolicy, Toward,
 };
+
+/// Default `keepalive.pongTimeout`.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest `keepalive.pingInterval` and `keepalive.pongTimeout`.
+pub const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Prefix of wsgate's own Ingress annotations.
 pub const ANNOTATION_PREFIX: &str = "wsgate.dev/";
@@ -51,6 +59,15 @@ pub const ANNOTATIONS: &[(&str, &str, &str)] = &[
     ("wsgate.dev/max-connections-per-client", "limits.maxConnectionsPerClient", "a positive integer"),
     ("wsgate.dev/handshakes-per-second-per-client", "limits.handshakesPerSecondPerClient", "a positive integer"),
     ("wsgate.dev/handshake-burst-per-client", "limits.handshakeBurstPerClient", "a positive integer"),
+    ("wsgate.dev/ping-interval", "keepalive.pingInterval", "a duration, e.g. 30s"),
+    ("wsgate.dev/pong-timeout", "keepalive.pongTimeout", "a duration, e.g. 10s"),
+    ("wsgate.dev/ping-toward", "keepalive.toward", "Client, Backend or Both"),
+    ("wsgate.dev/max-message-bytes", "maxMessageBytes", "a positive integer"),
+    ("wsgate.dev/drain-on-endpoint-termination", "drain.onEndpointTermination", "Keep or Close"),
+    ("wsgate.dev/drain-grace-period", "drain.gracePeriod", "a duration, e.g. 5s"),
+    ("wsgate.dev/rebalance", "rebalance.enabled", "true or false"),
+    ("wsgate.dev/rebalance-tolerance-percent", "rebalance.tolerancePercent", "0 to 100"),
+    ("wsgate.dev/rebalance-max-closes-per-second", "rebalance.maxClosesPerSecond", "a positive integer"),
 ];
 
 /// Annotations with the `wsgate.dev/` prefix that are read elsewhere (not policy fields).
@@ -65,6 +82,10 @@ pub(super) struct PolicySpec {
     pub allow_missing_origin: Option<bool>,
     pub subprotocols: Option<Subprotocols>,
     pub limits: Option<ConnectionLimits>,
+    pub keepalive: Option<KeepaliveSpec>,
+    pub max_message_bytes: Option<u64>,
+    pub drain: Option<Drain>,
+    pub rebalance: Option<RebalanceSpec>,
 }
 
 /// Where a policy field was written: in a WebSocketRoute spec or in Ingress annotations.
@@ -125,6 +146,7 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
     let origins = origins(&spec.allowed_origins, spec.allow_missing_origin, &mut problem);
     let subprotocols = spec.subprotocols.as_ref().and_then(|s| subprotocols(s, &mut problem));
     let limits = spec.limits.as_ref().map(|l| limits(l, &mut problem)).unwrap_or_default();
+    let frames = frames(spec, &mut problem);
 
     Policy {
         handshake_timeout,
@@ -133,7 +155,69 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
         load_balancing,
         https_redirect: false,
         admission: Admission { origins, subprotocols, limits },
+        frames,
     }
+}
+
+/// The fields that put a route on the frame layer.
+fn frames(spec: &PolicySpec, problem: &mut impl FnMut(&str, String)) -> FramePolicy {
+    fn at_least(field: &str, value: &str, min: Duration, problem: &mut impl FnMut(&str, String)) -> Option<Duration> {
+        match parse_duration(value) {
+            Ok(d) if d >= min => Some(d),
+            Ok(_) => {
+                problem(field, format!("{value:?} is under {}", super::duration::format_duration(min)));
+                None
+            }
+            Err(error) => {
+                problem(field, format!("{value:?} is not a valid duration: {error}"));
+                None
+            }
+        }
+    }
+    let mut duration = |field: &str, value: &str, min: Duration| at_least(field, value, min, problem);
+    let keepalive = spec.keepalive.as_ref().and_then(|k| {
+        let interval = duration("keepalive.pingInterval", &k.ping_interval, MIN_KEEPALIVE);
+        let timeout = match &k.pong_timeout {
+            Some(text) => duration("keepalive.pongTimeout", text, MIN_KEEPALIVE),
+            None => Some(DEFAULT_PONG_TIMEOUT),
+        };
+        let toward = match k.toward.unwrap_or_default() {
+            KeepaliveToward::Client => Toward::Client,
+            KeepaliveToward::Backend => Toward::Backend,
+            KeepaliveToward::Both => Toward::Both,
+        };
+        Some(Keepalive { ping_interval: interval?, pong_timeout: timeout?, toward })
+    });
+    let drain = spec.drain.as_ref().and_then(|d| {
+        let grace = match &d.grace_period {
+            Some(text) => at_least("drain.gracePeriod", text, Duration::ZERO, problem),
+            None => Some(Duration::ZERO),
+        };
+        match d.on_endpoint_termination.unwrap_or_default() {
+            EndpointTermination::Close => grace.map(|grace| DrainPolicy { grace }),
+            EndpointTermination::Keep => {
+                if d.grace_period.is_some() {
+                    problem("drain.gracePeriod", "gracePeriod applies only to onEndpointTermination Close".into());
+                }
+                None
+            }
+        }
+    });
+    let rebalance = spec.rebalance.as_ref().filter(|r| r.enabled).map(|r| {
+        let tolerance_percent = r.tolerance_percent.unwrap_or(DEFAULT_REBALANCE_TOLERANCE_PERCENT);
+        if tolerance_percent > 100 {
+            problem("rebalance.tolerancePercent", format!("{tolerance_percent} is out of range 0-100"));
+        }
+        let max_closes_per_second = r.max_closes_per_second.unwrap_or(DEFAULT_REBALANCE_CLOSES_PER_SECOND);
+        if !(1..=10_000).contains(&max_closes_per_second) {
+            problem("rebalance.maxClosesPerSecond", format!("{max_closes_per_second} is out of range 1-10000"));
+        }
+        Rebalance { tolerance_percent, max_closes_per_second }
+    });
+    if spec.max_message_bytes == Some(0) {
+        problem("maxMessageBytes", "must be at least 1 (omit it for no limit)".into());
+    }
+    FramePolicy { keepalive, max_message_bytes: spec.max_message_bytes.filter(|n| *n > 0), drain, rebalance }
 }
 
 /// Whether `text` is an HTTP token (RFC 9110 §5.6.2): header, cookie and subprotocol names.
@@ -368,6 +452,9 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
     let mut limits = ConnectionLimits::default();
     let mut cookie = AffinityCookie::default();
     let mut cookie_set: Option<String> = None;
+    let mut keepalive = KeepaliveSpec::default();
+    let mut drain = Drain::default();
+    let mut rebalance = RebalanceSpec::default();
     for (key, value) in annotations.range(ANNOTATION_PREFIX.to_string()..) {
         if !key.starts_with(ANNOTATION_PREFIX) {
             break;
@@ -435,6 +522,33 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
             "max-connections-per-client" => store(&mut limits.max_connections_per_client, number(value)),
             "handshakes-per-second-per-client" => store(&mut limits.handshakes_per_second_per_client, number(value)),
             "handshake-burst-per-client" => store(&mut limits.handshake_burst_per_client, number(value)),
+            "ping-interval" => {
+                keepalive.ping_interval = value.to_string();
+                true
+            }
+            "pong-timeout" => store(&mut keepalive.pong_timeout, text()),
+            "ping-toward" => {
+                let toward = match value.to_ascii_lowercase().as_str() {
+                    "client" => Some(KeepaliveToward::Client),
+                    "backend" => Some(KeepaliveToward::Backend),
+                    "both" => Some(KeepaliveToward::Both),
+                    _ => None,
+                };
+                store(&mut keepalive.toward, toward)
+            }
+            "max-message-bytes" => store(&mut spec.max_message_bytes, value.parse::<u64>().ok()),
+            "drain-on-endpoint-termination" => {
+                let on = match value.to_ascii_lowercase().as_str() {
+                    "keep" => Some(EndpointTermination::Keep),
+                    "close" => Some(EndpointTermination::Close),
+                    _ => None,
+                };
+                store(&mut drain.on_endpoint_termination, on)
+            }
+            "drain-grace-period" => store(&mut drain.grace_period, text()),
+            "rebalance" => boolean(value).map(|on| rebalance.enabled = on).is_some(),
+            "rebalance-tolerance-percent" => store(&mut rebalance.tolerance_percent, number(value)),
+            "rebalance-max-closes-per-second" => store(&mut rebalance.max_closes_per_second, number(value)),
             _ => unreachable!("every name in ANNOTATIONS has a branch"),
         };
         if !parsed {
@@ -468,6 +582,24 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
         "handshake-burst-per-client",
     ]) {
         out.spec.limits = Some(limits);
+    }
+    if has(&["ping-interval", "pong-timeout", "ping-toward"]) {
+        if keepalive.ping_interval.is_empty() {
+            let key = ["pong-timeout", "ping-toward"]
+                .iter()
+                .map(|name| format!("{ANNOTATION_PREFIX}{name}"))
+                .find(|key| annotations.contains_key(key))
+                .unwrap_or_default();
+            out.errors.push((key.clone(), format!("{key} needs wsgate.dev/ping-interval")));
+        } else {
+            out.spec.keepalive = Some(keepalive);
+        }
+    }
+    if has(&["drain-on-endpoint-termination", "drain-grace-period"]) {
+        out.spec.drain = Some(drain);
+    }
+    if has(&["rebalance", "rebalance-tolerance-percent", "rebalance-max-closes-per-second"]) {
+        out.spec.rebalance = Some(rebalance);
     }
     out
 }
@@ -551,6 +683,12 @@ mod tests {
             ("wsgate.dev/max-connections-per-client", "10"),
             ("wsgate.dev/handshakes-per-second-per-client", "5"),
             ("wsgate.dev/max-lifetime", "24h"),
+            ("wsgate.dev/ping-interval", "20s"),
+            ("wsgate.dev/ping-toward", "both"),
+            ("wsgate.dev/max-message-bytes", "65536"),
+            ("wsgate.dev/drain-on-endpoint-termination", "Close"),
+            ("wsgate.dev/drain-grace-period", "3s"),
+            ("wsgate.dev/rebalance", "true"),
         ])));
         assert!(annotated.errors.is_empty() && annotated.unknown.is_empty(), "{annotated:?}");
         let spec = PolicySpec {
@@ -577,6 +715,17 @@ mod tests {
                 handshakes_per_second_per_client: Some(5),
                 ..ConnectionLimits::default()
             }),
+            keepalive: Some(KeepaliveSpec {
+                ping_interval: "20s".into(),
+                pong_timeout: None,
+                toward: Some(KeepaliveToward::Both),
+            }),
+            max_message_bytes: Some(65536),
+            drain: Some(Drain {
+                on_endpoint_termination: Some(EndpointTermination::Close),
+                grace_period: Some("3s".into()),
+            }),
+            rebalance: Some(RebalanceSpec { enabled: true, ..RebalanceSpec::default() }),
         };
         let (from_spec, problems) = compiled(&spec);
         assert!(problems.is_empty(), "{problems:?}");
@@ -595,6 +744,47 @@ mod tests {
         let rate = from_spec.admission.limits.handshakes_per_client.expect("rate");
         assert_eq!((rate.per_second, rate.burst), (5, 5));
         assert_eq!(from_spec.max_lifetime, Some(Duration::from_secs(86_400)));
+        let frames = &from_spec.frames;
+        let keepalive = frames.keepalive.expect("keepalive");
+        assert_eq!(
+            (keepalive.ping_interval, keepalive.pong_timeout, keepalive.toward),
+            (Duration::from_secs(20), DEFAULT_PONG_TIMEOUT, Toward::Both)
+        );
+        assert_eq!(frames.max_message_bytes, Some(65536));
+        assert_eq!(frames.drain, Some(DrainPolicy { grace: Duration::from_secs(3) }));
+        assert_eq!(frames.rebalance, Some(Rebalance { tolerance_percent: 10, max_closes_per_second: 10 }));
+    }
+
+    #[test]
+    fn frame_fields_are_checked_and_keep_is_the_byte_tunnel() {
+        let spec = |keepalive: Option<KeepaliveSpec>, drain: Option<Drain>, max: Option<u64>| PolicySpec {
+            keepalive,
+            drain,
+            max_message_bytes: max,
+            ..PolicySpec::default()
+        };
+        let ka = |interval: &str, timeout: Option<&str>| {
+            Some(KeepaliveSpec { ping_interval: interval.into(), pong_timeout: timeout.map(Into::into), toward: None })
+        };
+        let (policy, problems) = compiled(&spec(None, None, None));
+        assert!(problems.is_empty() && policy.frames.is_off());
+        let keep = Some(Drain { on_endpoint_termination: Some(EndpointTermination::Keep), grace_period: None });
+        let (policy, problems) = compiled(&spec(None, keep, None));
+        assert!(problems.is_empty() && policy.frames.is_off(), "Keep is today's byte tunnel: {policy:?}");
+        let (_, problems) = compiled(&spec(ka("500ms", None), None, None));
+        assert_eq!(problems, [("keepalive.pingInterval".to_string(), "\"500ms\" is under 1s".to_string())]);
+        let (_, problems) = compiled(&spec(ka("30s", Some("soon")), None, Some(0)));
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["keepalive.pongTimeout", "maxMessageBytes"]);
+        let grace_with_keep =
+            Some(Drain { on_endpoint_termination: None, grace_period: Some("5s".into()) });
+        let (_, problems) = compiled(&spec(None, grace_with_keep, None));
+        assert_eq!(problems[0].0, "drain.gracePeriod");
+        let (policy, problems) = compiled(&spec(ka("30s", None), None, None));
+        assert!(problems.is_empty() && !policy.frames.is_off());
+        assert_eq!(policy.frames.keepalive.map(|k| k.toward), Some(Toward::Client), "toward defaults to Client");
+        let lonely = from_annotations(Some(&BTreeMap::from([("wsgate.dev/pong-timeout".to_string(), "5s".to_string())])));
+        assert_eq!(lonely.errors[0].1, "wsgate.dev/pong-timeout needs wsgate.dev/ping-interval");
     }
 
     #[test]

@@ -117,6 +117,10 @@ pub(super) fn compile_route(
         allow_missing_origin: spec.allow_missing_origin,
         subprotocols: spec.subprotocols.clone(),
         limits: spec.limits.clone(),
+        keepalive: spec.keepalive.clone(),
+        max_message_bytes: spec.max_message_bytes,
+        drain: spec.drain.clone(),
+        rebalance: spec.rebalance.clone(),
     };
     let mut problems = Vec::new();
     let policy = compile_policy(&fields, &mut problems);
