@@ -110,6 +110,10 @@ pub struct Metrics {
     pub status_writes_total: IntCounterVec,
     pub tls_certificate_expiry_timestamp_seconds: IntGaugeVec,
     pub tls_handshake_failures_total: IntCounterVec,
+    pub websocket_closed_total: IntCounterVec,
+    pub websocket_pings_sent_total: IntCounterVec,
+    pub websocket_pongs_missed_total: IntCounterVec,
+    pub websocket_frame_layer_active: IntGaugeVec,
 }
 
 impl Metrics {
@@ -264,6 +268,38 @@ impl Metrics {
                 &["reason"],
             )
             .expect("valid metric"),
+            websocket_closed_total: IntCounterVec::new(
+                Opts::new(
+                    "wsgate_websocket_closed_total",
+                    "Ended WebSockets by reason (client_closed, backend_closed, idle_timeout, max_lifetime, \
+                     pong_timeout, message_too_big, protocol_error, endpoint_drain, shutdown, rebalance, \
+                     error), by whose doing (side: client, backend, wsgate) and by the close code of the \
+                     client's closing handshake (code; none: no Close frame, as on the byte tunnel).",
+                ),
+                &["route", "reason", "side", "code"],
+            )
+            .expect("valid metric"),
+            websocket_pings_sent_total: IntCounterVec::new(
+                Opts::new("wsgate_websocket_pings_sent_total", "Keepalive pings wsgate sent, by peer (toward)."),
+                &["route", "toward"],
+            )
+            .expect("valid metric"),
+            websocket_pongs_missed_total: IntCounterVec::new(
+                Opts::new(
+                    "wsgate_websocket_pongs_missed_total",
+                    "Keepalive pings not answered within the pong timeout (each closed its WebSocket), by peer.",
+                ),
+                &["route", "toward"],
+            )
+            .expect("valid metric"),
+            websocket_frame_layer_active: IntGaugeVec::new(
+                Opts::new(
+                    "wsgate_websocket_frame_layer_active",
+                    "WebSockets open right now on the frame layer (the rest are byte tunnels).",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -289,6 +325,10 @@ impl Metrics {
             Box::new(m.status_writes_total.clone()),
             Box::new(m.tls_certificate_expiry_timestamp_seconds.clone()),
             Box::new(m.tls_handshake_failures_total.clone()),
+            Box::new(m.websocket_closed_total.clone()),
+            Box::new(m.websocket_pings_sent_total.clone()),
+            Box::new(m.websocket_pongs_missed_total.clone()),
+            Box::new(m.websocket_frame_layer_active.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

@@ -189,10 +189,7 @@ impl Session {
     /// Records the tunnel's result and byte totals; the line is written when the session is dropped.
     pub fn close(&mut self, end: &std::io::Result<End>, up: u64, down: u64) {
         let end = match end {
-            Ok(End::ClientClosed) => "client_closed",
-            Ok(End::BackendClosed) => "backend_closed",
-            Ok(End::IdleTimeout) => "idle_timeout",
-            Ok(End::MaxLifetime) => "max_lifetime",
+            Ok(end) => end.reason(),
             Err(_) => "error",
         };
         self.end = Some((end, Bytes { up: Some(up), down: Some(down) }));

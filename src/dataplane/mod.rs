@@ -50,11 +50,11 @@ mod conn;
 mod error;
 pub mod explain;
 mod fast_upgrade;
-// why allowed: the parser of the frame layer (issue #10) lands first, with its tests; the relay that
-// uses it comes next.
 mod forward;
+// why allowed: the parser's full API (encoders, accessors) is tested here; the relay uses part of it.
 #[allow(dead_code)]
 mod frame;
+mod framed;
 mod handshake;
 mod headers;
 mod host;
@@ -66,6 +66,7 @@ mod redirect;
 mod relay;
 mod server;
 mod session;
+mod sessions;
 mod tls;
 mod tunnel;
 mod wire;
@@ -109,6 +110,10 @@ pub(crate) struct Shared {
     trusted_proxies: client_ip::TrustedProxies,
     /// Every connection starts with a PROXY protocol header.
     proxy_protocol: bool,
+    /// Open frame-layer WebSockets, for shutdown, drain and rebalance.
+    sessions: Arc<sessions::Sessions>,
+    /// The drain and rebalance controller was started (by the first `serve`).
+    controller: std::sync::atomic::AtomicBool,
 }
 
 /// Choices a [`Proxy`] is built with.
@@ -161,6 +166,8 @@ impl Proxy {
                 limits: limits::Limits::new(max_tracked_clients),
                 trusted_proxies: options.trusted_proxies,
                 proxy_protocol: options.proxy_protocol,
+                sessions: Arc::default(),
+                controller: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -179,7 +186,17 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) -> io::Result<()> {
+        self.start_controller();
         server::serve(Arc::clone(&self.shared), listener, shutdown, drain, None).await
+    }
+
+    /// Starts the drain and rebalance controller once per proxy, on the caller's runtime; it ends when
+    /// the proxy is dropped.
+    fn start_controller(&self) {
+        if !self.shared.controller.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let sessions = Arc::downgrade(&self.shared.sessions);
+            tokio::spawn(sessions::Controller::run(sessions, Arc::clone(&self.shared.table)));
+        }
     }
 
     /// Like [`serve`](Proxy::serve), but terminating TLS on every connection: the certificate is chosen
@@ -192,6 +209,7 @@ impl Proxy {
         drain: Duration,
     ) -> io::Result<()> {
         let config = tls::server_config(Arc::clone(&self.shared.table))?;
+        self.start_controller();
         server::serve(Arc::clone(&self.shared), listener, shutdown, drain, Some(config)).await
     }
 }

@@ -543,7 +543,9 @@ fn switch(
         headers.append(SET_COOKIE, cookie);
     }
     let backend_buffered = wire::copy_bytes(&bytes[head_len..]);
-    let setup = TunnelSetup::new(shared, conn, route, lease, permit, None);
+    // why any extension counts: permessage-deflate is the one in use; an unknown one may also use RSV1.
+    let extensions = super::frame::Extensions { permessage_deflate: headers.contains_key("sec-websocket-extensions") };
+    let setup = TunnelSetup::new(shared, conn, route, lease, permit, None, extensions);
     Box::new(Switched { headers, backend, backend_buffered, setup })
 }
 

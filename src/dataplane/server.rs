@@ -13,7 +13,8 @@
 //!                    └─ otherwise    ─► pipeline route phase ─► forward::proxy (or 400 / 404 / 308)
 //!
 //!   shutdown resolves ─► stop accepting ─► Draining: idle keep-alive connections close, requests in
-//!   flight finish, tunnels keep relaying ─► all drain tokens dropped, or `drain` elapsed ─► Closing:
+//!   flight finish, frame-layer WebSockets get Close 1001 on both sides and end with their closing
+//!   handshakes, byte tunnels keep relaying ─► all drain tokens dropped, or `drain` elapsed ─► Closing:
 //!   whatever is left is closed ─► serve returns
 //! ```
 //!
@@ -112,6 +113,12 @@ pub async fn serve(
     let _ = accepting.send(false);
     info!(address = %local, drain_seconds = drain.as_secs_f64(), "dataplane stopped accepting; draining");
     let _ = phase.send(Phase::Draining);
+    // Frame-layer WebSockets get their Close 1001 now; byte tunnels keep relaying until they end or the
+    // deadline closes them.
+    let closing = shared.sessions.fire_all(super::framed::CloseRequest::Shutdown);
+    if closing > 0 {
+        info!(address = %local, websockets = closing, "sent Close 1001 to frame-layer WebSockets");
+    }
     drop(token);
     if tokio::time::timeout(drain, finished.recv()).await.is_err() {
         warn!(address = %local, "drain deadline passed; closing the remaining connections");

@@ -29,8 +29,40 @@ use super::Shared;
 use super::access::Session;
 use super::balancer::Lease;
 use super::conn::{Conn, Prefixed};
+use super::frame::Extensions;
+use super::framed::{Closed, Draining, FrameOptions, FrameRelay};
 use super::limits::Permit;
+use super::sessions::Registration;
 use super::tunnel::{End, Ends, Meter, Tunnel};
+
+/// What a frame-layer session holds besides what every tunnel does.
+struct Frames {
+    options: FrameOptions,
+    registration: Registration,
+    /// `wsgate_websocket_frame_layer_active` for the route, up while the session is open.
+    active: IntGauge,
+}
+
+/// Where a session's end is counted: `wsgate_websocket_closed_total` and, for a pong timeout,
+/// `wsgate_websocket_pongs_missed_total`.
+struct EndMetrics {
+    route: Arc<str>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl EndMetrics {
+    fn count(&self, end: &io::Result<End>, client_code: Option<u16>) {
+        let (reason, side) = match end {
+            Ok(end) => (end.reason(), end.side()),
+            Err(_) => ("error", "wsgate"),
+        };
+        let code = client_code.map_or_else(|| "none".to_string(), |c| c.to_string());
+        self.metrics.websocket_closed_total.with_label_values(&[&*self.route, reason, side, &code]).inc();
+        if let Ok(End::PongTimeout(side)) = end {
+            self.metrics.websocket_pongs_missed_total.with_label_values(&[&*self.route, side.as_str()]).inc();
+        }
+    }
+}
 
 /// Everything a tunnel task owns besides its sockets.
 pub struct TunnelSetup {
@@ -46,6 +78,9 @@ pub struct TunnelSetup {
     max_lifetime: Option<Duration>,
     /// The drain token and the `--max-connections` slot of the client connection.
     conn: Arc<Conn>,
+    /// Set when the route's policy needs the frame layer.
+    frames: Option<Box<Frames>>,
+    ended: EndMetrics,
 }
 
 impl TunnelSetup {
@@ -56,9 +91,28 @@ impl TunnelSetup {
         lease: Lease,
         permit: Option<Permit>,
         access: Option<Box<Session>>,
+        extensions: Extensions,
     ) -> TunnelSetup {
         let metrics = &shared.metrics;
         let id: &str = &route.id;
+        let frames = (!route.policy.frames.is_off()).then(|| {
+            let pings_sent = route.policy.frames.keepalive.map(|_| {
+                let counter = |toward: &str| metrics.websocket_pings_sent_total.with_label_values(&[id, toward]);
+                [counter("client"), counter("backend")]
+            });
+            let options = FrameOptions {
+                keepalive: route.policy.frames.keepalive,
+                max_message: route.policy.frames.max_message_bytes,
+                extensions,
+                idle_timeout: route.policy.idle_timeout,
+                max_lifetime: route.policy.max_lifetime,
+                pings_sent,
+            };
+            let active = metrics.websocket_frame_layer_active.with_label_values(&[id]);
+            active.inc();
+            let registration = shared.sessions.register(&route.id, lease.addr());
+            Box::new(Frames { options, registration, active })
+        });
         let session = SessionMetrics::open(
             metrics.websocket_connections_active.with_label_values(&[id]),
             metrics.websocket_connection_duration_seconds.with_label_values(&[id]),
@@ -76,6 +130,54 @@ impl TunnelSetup {
             idle_timeout: route.policy.idle_timeout,
             max_lifetime: route.policy.max_lifetime,
             conn: Arc::clone(conn),
+            frames,
+            ended: EndMetrics { route: Arc::clone(&route.id), metrics: Arc::clone(&shared.metrics) },
+        }
+    }
+
+    /// The session on the frame layer: the same bookkeeping as [`run`](TunnelSetup::run), a
+    /// [`FrameRelay`] instead of the byte tunnel, for any client stream (plain TCP or TLS).
+    fn run_frames<C>(
+        self,
+        frames: Frames,
+        client: C,
+        client_buffered: Bytes,
+        backend: TcpStream,
+        backend_buffered: Bytes,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let TunnelSetup { lease, permit, session, access, upstream, downstream, conn, ended, .. } = self;
+        let Frames { options, registration, active } = frames;
+        let signal = registration.signal();
+        let mut relay = FrameRelay::new(
+            client,
+            client_buffered,
+            Draining(backend),
+            backend_buffered,
+            options,
+            Some(signal),
+            upstream,
+            downstream,
+        );
+        async move {
+            let closed = (&mut relay).await;
+            let (up, down) = relay.totals();
+            let (end, code) = match closed {
+                Ok(Closed { end, client_code }) => (Ok(end), client_code),
+                Err(error) => (Err(error), None),
+            };
+            match &end {
+                Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, code, "WebSocket closed"),
+                Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "WebSocket closed by an I/O error"),
+            }
+            ended.count(&end, code);
+            if let Some(mut access) = access {
+                access.close(&end, up, down);
+            }
+            active.dec();
+            drop((relay, registration, session, permit, lease, conn));
         }
     }
 
@@ -89,12 +191,31 @@ impl TunnelSetup {
     ///
     /// why not an `async fn`: its arguments would stay in the task next to what they are moved into (the
     /// tunnel, the meters), doubling what every idle WebSocket holds; the block captures each once.
-    pub fn run(self, ends: Ends) -> impl Future<Output = ()> + Send + 'static {
+    pub fn run(mut self, ends: Ends) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        if let Some(frames) = self.frames.take() {
+            let Ends { client, client_buffered, backend, backend_buffered } = ends;
+            return Box::pin(self.run_frames(*frames, Draining(client), client_buffered, backend, backend_buffered));
+        }
+        Box::pin(self.run_tunnel(ends))
+    }
+
+    fn run_tunnel(self, ends: Ends) -> impl Future<Output = ()> + Send + 'static {
         // why the drain is not watched here: a `select!` on the drain phase re-polls that future (a lock
         // in tokio's Notify) on every wake-up of a busy tunnel, i.e. for every relayed message; the
         // worker's runtime closes what is left at the deadline instead (`server::Worker::serve`).
-        let TunnelSetup { lease, permit, session, access, upstream, downstream, idle_timeout, max_lifetime, conn } =
-            self;
+        let TunnelSetup {
+            lease,
+            permit,
+            session,
+            access,
+            upstream,
+            downstream,
+            idle_timeout,
+            max_lifetime,
+            conn,
+            ended,
+            ..
+        } = self;
         let mut tunnel = Tunnel::new(ends, idle_timeout, upstream, downstream);
         async move {
             let end = within_lifetime(max_lifetime, &mut tunnel).await;
@@ -103,6 +224,7 @@ impl TunnelSetup {
                 Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "tunnel closed"),
                 Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "tunnel closed by an I/O error"),
             }
+            ended.count(&end, None);
             if let Some(mut access) = access {
                 access.close(&end, up, down);
             }
@@ -115,6 +237,18 @@ impl TunnelSetup {
     /// Like [`run`](TunnelSetup::run) for a client that is not a plain TCP socket (TLS): relays with the
     /// generic copy loop, with the same timeouts, metrics and drain.
     pub fn relay(
+        mut self,
+        client: TokioIo<Upgraded>,
+        backend: TcpStream,
+        backend_buffered: Bytes,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        if let Some(frames) = self.frames.take() {
+            return Box::pin(self.run_frames(*frames, client, Bytes::new(), backend, backend_buffered));
+        }
+        Box::pin(self.relay_bytes(client, backend, backend_buffered))
+    }
+
+    fn relay_bytes(
         self,
         client: TokioIo<Upgraded>,
         backend: TcpStream,
@@ -131,6 +265,8 @@ impl TunnelSetup {
             idle_timeout,
             max_lifetime,
             conn,
+            ended,
+            ..
         } = self;
         async move {
             let relay =
@@ -143,6 +279,7 @@ impl TunnelSetup {
                 Ok(end) => debug!(bytes_up = up, bytes_down = down, ?end, "TLS tunnel closed"),
                 Err(error) => debug!(bytes_up = up, bytes_down = down, %error, "TLS tunnel closed by an I/O error"),
             }
+            ended.count(&end, None);
             if let Some(mut access) = access {
                 access.close(&end, up, down);
             }

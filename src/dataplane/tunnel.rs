@@ -72,6 +72,62 @@ pub enum End {
     IdleTimeout,
     /// The route's max lifetime passed (see `session`).
     MaxLifetime,
+    /// Frame layer: a peer did not answer wsgate's ping within the pong timeout.
+    PongTimeout(Side),
+    /// Frame layer: a peer sent a message over the route's maxMessageBytes (it got 1009).
+    MessageTooBig(Side),
+    /// Frame layer: a peer sent an invalid frame (it got 1002, or 1007 for a Close reason not UTF-8).
+    ProtocolError(Side),
+    /// Frame layer: the endpoint was terminating or removed (drain Close): 1001.
+    EndpointDrain,
+    /// Frame layer: wsgate shut down: 1001.
+    Shutdown,
+    /// Frame layer: closed to rebalance after a scale-out: 1012.
+    Rebalance,
+}
+
+/// One side of a relayed connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+        }
+    }
+}
+
+impl End {
+    /// The `reason` label of `wsgate_websocket_closed_total` and the access log's `end`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client_closed",
+            End::BackendClosed => "backend_closed",
+            End::IdleTimeout => "idle_timeout",
+            End::MaxLifetime => "max_lifetime",
+            End::PongTimeout(_) => "pong_timeout",
+            End::MessageTooBig(_) => "message_too_big",
+            End::ProtocolError(_) => "protocol_error",
+            End::EndpointDrain => "endpoint_drain",
+            End::Shutdown => "shutdown",
+            End::Rebalance => "rebalance",
+        }
+    }
+
+    /// Whose doing it was: `client`, `backend` or `wsgate` (the `side` label).
+    pub fn side(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client",
+            End::BackendClosed => "backend",
+            End::PongTimeout(side) | End::MessageTooBig(side) | End::ProtocolError(side) => side.as_str(),
+            _ => "wsgate",
+        }
+    }
 }
 
 /// The counters one direction flushes into.
@@ -188,7 +244,7 @@ impl Half {
 /// the next epoll edge instead of making a `recv` that can only fail with `EAGAIN`. That is one syscall
 /// less per relayed message (nginx does the same). A FIN that arrived with the data is not lost: tokio
 /// never clears the read-closed readiness (EPOLLRDHUP), so the next poll still sees it.
-fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     let socket = SockRef::from(src);
     let mut got = None;
     let result = src.try_io(Interest::READABLE, || {

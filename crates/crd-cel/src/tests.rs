@@ -31,9 +31,9 @@ fn hash_on(hash_on: Value) -> Value {
 #[test]
 fn the_crd_carries_the_rules_this_suite_covers() {
     let crd = CRD.matches("x-kubernetes-validations:").count();
-    assert_eq!(crd, 7, "a rule block was added or removed: cover it here");
+    assert_eq!(crd, 8, "a rule block was added or removed: cover it here");
     let rules = CRD.matches("- message:").count();
-    assert_eq!(rules, 13, "a rule was added or removed: cover it here");
+    assert_eq!(rules, 14, "a rule was added or removed: cover it here");
     assert!(check_rules(&schema(), "spec.validation.openAPIV3Schema").is_empty());
     assert!(has_rules(&schema()));
     assert!(!has_rules(&json!({"type": "object", "properties": {"spec": {"type": "object", "items": {}}}})));
@@ -54,6 +54,21 @@ fn a_route_using_every_rule_correctly_passes() {
     assert_eq!(lines(&good), Vec::<String>::new());
     assert_eq!(lines(&route(json!({}))), Vec::<String>::new(), "no optional field, no rule");
     assert_eq!(lines(&route(json!({"limits": {}, "loadBalancing": {}}))), Vec::<String>::new());
+}
+
+#[test]
+fn a_drain_grace_period_needs_close() {
+    assert_eq!(
+        lines(&route(json!({"drain": {"gracePeriod": "5s"}}))),
+        ["spec.drain: gracePeriod applies only to onEndpointTermination Close"]
+    );
+    assert_eq!(
+        lines(&route(json!({"drain": {"onEndpointTermination": "Keep", "gracePeriod": "5s"}}))),
+        ["spec.drain: gracePeriod applies only to onEndpointTermination Close"]
+    );
+    let ok = route(json!({"drain": {"onEndpointTermination": "Close", "gracePeriod": "5s"}}));
+    assert_eq!(lines(&ok), Vec::<String>::new());
+    assert_eq!(lines(&route(json!({"drain": {"onEndpointTermination": "Keep"}}))), Vec::<String>::new());
 }
 
 #[test]

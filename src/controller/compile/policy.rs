@@ -776,14 +776,14 @@ mod tests {
         let (_, problems) = compiled(&spec(ka("30s", Some("soon")), None, Some(0)));
         let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["keepalive.pongTimeout", "maxMessageBytes"]);
-        let grace_with_keep =
-            Some(Drain { on_endpoint_termination: None, grace_period: Some("5s".into()) });
+        let grace_with_keep = Some(Drain { on_endpoint_termination: None, grace_period: Some("5s".into()) });
         let (_, problems) = compiled(&spec(None, grace_with_keep, None));
         assert_eq!(problems[0].0, "drain.gracePeriod");
         let (policy, problems) = compiled(&spec(ka("30s", None), None, None));
         assert!(problems.is_empty() && !policy.frames.is_off());
         assert_eq!(policy.frames.keepalive.map(|k| k.toward), Some(Toward::Client), "toward defaults to Client");
-        let lonely = from_annotations(Some(&BTreeMap::from([("wsgate.dev/pong-timeout".to_string(), "5s".to_string())])));
+        let lonely =
+            from_annotations(Some(&BTreeMap::from([("wsgate.dev/pong-timeout".to_string(), "5s".to_string())])));
         assert_eq!(lonely.errors[0].1, "wsgate.dev/pong-timeout needs wsgate.dev/ping-interval");
     }
 
