@@ -41,6 +41,8 @@ async fn main() -> anyhow::Result<()> {
             compile: CompileOptions::default(),
         },
         drain: Duration::from_secs(5),
+        // why none: Ctrl-C on a laptop should not wait for load balancers.
+        shutdown_delay: Duration::ZERO,
         access_log: wsgate::dataplane::AccessLog::On,
         https_redirect_port: None,
         max_connections: None,

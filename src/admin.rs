@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   GET /healthz       200 while the process runs
-//!   GET /readyz        200 once a route table has been published, 503 before
+//!   GET /readyz        200 once a route table has been published, 503 before and after SIGTERM
 //!   GET /metrics       Prometheus text format
 //!   GET /debug/routes  the served route table as JSON (and which Secret's certificate each SNI name
 //!                      gets: Secret names and dates only, never key material)
@@ -35,17 +35,27 @@ use crate::metrics::Metrics;
 use crate::routes::tls::TlsHostView;
 use crate::routes::{Explanation, Route, SharedTable};
 
-/// Whether wsgate has a route table to serve. Set by the publisher, read by `/readyz`.
+/// Whether wsgate has a route table to serve (set by the publisher) and is not shutting down (set on
+/// SIGTERM); read by `/readyz`.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<(AtomicBool, AtomicBool)>);
 
 impl Readiness {
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.0.store(true, Ordering::Release);
+    }
+
+    /// From now on `/readyz` fails, so load balancers stop sending new connections.
+    pub fn set_shutting_down(&self) {
+        self.0.1.store(true, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.0.load(Ordering::Acquire) && !self.is_shutting_down()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.1.load(Ordering::Acquire)
     }
 }
 
@@ -113,6 +123,9 @@ impl Admin {
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" if self.readiness.is_ready() => text(StatusCode::OK, "ready\n"),
+            "/readyz" if self.readiness.is_shutting_down() => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n")
+            }
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no route table published yet\n"),
             "/metrics" => Response::builder()
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")

@@ -96,9 +96,15 @@ struct RunArgs {
     identity: Option<String>,
 
     /// On SIGTERM, how long open connections (WebSockets included) may keep running before wsgate exits,
-    /// in seconds.
+    /// in seconds, counted after --shutdown-delay. Frame-layer WebSockets get Close 1001 when it starts
+    /// and end with their closing handshakes; byte tunnels run until they end or this deadline.
     #[arg(long, env = "WSGATE_DRAIN_TIMEOUT", default_value = "30", value_name = "SECONDS")]
     drain_timeout: u64,
+
+    /// On SIGTERM, how long wsgate keeps accepting with /readyz failing (503), so load balancers stop
+    /// sending before it stops accepting and drains, in seconds.
+    #[arg(long, env = "WSGATE_SHUTDOWN_DELAY", default_value = "5", value_name = "SECONDS")]
+    shutdown_delay: u64,
 
     /// Access log: `on` writes one line per HTTP request, per WebSocket session (when it ends, with its
     /// end reason and byte counts) and per refused handshake, at info level on the target
@@ -307,6 +313,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         admin_addr: args.admin_addr,
         source,
         drain: Duration::from_secs(args.drain_timeout),
+        shutdown_delay: Duration::from_secs(args.shutdown_delay),
         access_log: args.access_log,
         https_redirect_port: args.https_redirect_port,
         max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),

@@ -5,7 +5,8 @@
 //!   source (file mode | Kubernetes) ─► Publisher ─► SharedTable ─► Proxy (HTTP listener, HTTPS listener;
 //!                                                                  redirects name the HTTPS port)
 //!                                          └─► Readiness ─► Admin (admin listener)
-//!   shutdown ─► stop source and accepting ─► drain open connections (≤ drain) ─► return
+//!   shutdown ─► /readyz fails, still serving (shutdown_delay) ─► stop source and accepting ─► drain open
+//!     connections (≤ drain; frame-layer WebSockets get Close 1001) ─► return
 //! ```
 
 use std::future::Future;
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     pub source: Source,
     /// How long open connections may keep running after shutdown begins.
     pub drain: Duration,
+    /// After SIGTERM, how long wsgate keeps accepting with `/readyz` failing, before the drain starts.
+    pub shutdown_delay: Duration,
     /// Whether the dataplane writes access lines (target `wsgate::access`).
     pub access_log: AccessLog,
     /// The port plain-HTTP requests are redirected to on routes that ask for it (`https://host:port`,
@@ -101,6 +104,7 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
     let table = SharedTable::default();
     let readiness = Readiness::default();
     let publisher = Publisher::new(table.clone(), metrics.clone(), readiness.clone());
+    let readiness_on_signal = readiness.clone();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -152,6 +156,11 @@ pub async fn run(config: ServerConfig, bound: Bound, shutdown: impl Future<Outpu
             };
         }
         _ = shutdown => {
+            // Load balancers see /readyz fail and stop sending; what still comes is served meanwhile.
+            readiness_on_signal.set_shutting_down();
+            let delay = config.shutdown_delay;
+            tracing::info!(delay_seconds = delay.as_secs_f64(), "shutting down: /readyz fails, still accepting");
+            tokio::time::sleep(delay).await;
             tracing::info!(drain_seconds = drain.as_secs_f64(), "shutting down: draining open connections");
         }
     }

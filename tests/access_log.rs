@@ -60,6 +60,12 @@ fn manifests(test: &str, backend: SocketAddr) -> Folder {
         route("quiet", "chat.example.com", "/quiet", "300ms"),
         route("wild", "*.example.com", "/", "1h"),
     );
+    // A route on the frame layer (keepalive), for the shutdown test.
+    let yaml = format!(
+        "{yaml}---\napiVersion: wsgate.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: framed}}\nspec:\n  \
+         hostnames: [\"framed.example.com\"]\n  backends: [{{service: {{name: echo, port: ws}}}}]\n  \
+         keepalive: {{pingInterval: 30s}}\n"
+    );
     std::fs::write(folder.0.join("all.yaml"), yaml).expect("write manifests");
     folder
 }
@@ -476,7 +482,7 @@ fn check_explain_prints_the_route_a_request_would_take() {
 async fn a_session_cut_at_the_drain_deadline_ends_with_drain() {
     let backend = echo_server("one").await;
     let folder = manifests("drain", backend.addr);
-    let mut wsgate = Wsgate::start(&folder, &["--access-log", "on", "--drain-timeout", "1"]);
+    let mut wsgate = Wsgate::start(&folder, &["--access-log", "on", "--drain-timeout", "1", "--shutdown-delay", "0"]);
     wsgate.ready().await;
     let mut session = wsgate.ws("chat.example.com", "/chat").await;
     echo(&mut session, "hello").await;
@@ -593,4 +599,70 @@ fn check_explain_with_headers_names_the_rule_and_the_policy_decision() {
     assert!(stable.contains("header x-canary = \"yes\"): a header or query match fails"), "{stable}");
     assert!(stable.contains("backend  default/chat:ws"), "{stable}");
     assert!(stable.contains("answer   403 (origin)"), "{stable}");
+}
+
+#[tokio::test]
+async fn sigterm_fails_readyz_keeps_accepting_for_the_delay_then_closes_every_websocket_with_1001() {
+    let backend = echo_server("one").await;
+    let folder = manifests("sigterm", backend.addr);
+    let args = ["--access-log", "on", "--shutdown-delay", "1", "--drain-timeout", "5"];
+    let mut wsgate = Wsgate::start(&folder, &args);
+    wsgate.ready().await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut ws = wsgate.ws("framed.example.com", "/").await;
+        echo(&mut ws, "hello").await;
+        sessions.push(ws);
+    }
+    let pid = libc::pid_t::try_from(wsgate.child.id()).expect("pid");
+    let signalled = std::time::Instant::now();
+    // SAFETY: kill(2) with a valid signal on our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+    within("/readyz fails", async {
+        while http_get(wsgate.admin, "admin", "/readyz").await.0 != 503 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(signalled.elapsed() < Duration::from_secs(1), "at once: {:?}", signalled.elapsed());
+    // Still accepting during the delay: a late client is served, and drained like the others.
+    let mut late = wsgate.ws("framed.example.com", "/").await;
+    echo(&mut late, "just in time").await;
+    sessions.push(late);
+    for ws in &mut sessions {
+        let close = within("Close 1001", async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame,
+                    Some(Ok(_)) => {}
+                    other => panic!("no Close: {other:?}"),
+                }
+            }
+        })
+        .await;
+        let frame = close.expect("a code");
+        assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+        assert!(signalled.elapsed() >= Duration::from_secs(1), "after the delay: {:?}", signalled.elapsed());
+    }
+    // The clients answer the Close (tungstenite writes its reply when polled again), as browsers do.
+    for ws in &mut sessions {
+        within("the client's side of the closing handshake", async { while ws.next().await.is_some() {} }).await;
+    }
+    let status = within("wsgate exits", async {
+        loop {
+            if let Some(status) = wsgate.child.try_wait().expect("wait") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(status.success(), "exit 0: {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "the closing handshakes end the drain: {:?}",
+        signalled.elapsed()
+    );
+    let line = wsgate.access_line("/", Some("shutdown")).await;
+    assert_eq!(line["status"], 101, "{line}");
 }

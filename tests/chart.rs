@@ -438,9 +438,14 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
     // Drain: the kubelet waits longer than the preStop sleep and the drain together.
     let drain: u64 = flag(&args, "--drain-timeout").expect("--drain-timeout is passed").parse().expect("seconds");
     assert_eq!(json!(drain), values["controller"]["drainTimeoutSeconds"], "{scenario}: --drain-timeout");
+    let delay: u64 = flag(&args, "--shutdown-delay").expect("--shutdown-delay is passed").parse().expect("seconds");
+    assert_eq!(json!(delay), values["controller"]["shutdownDelaySeconds"], "{scenario}: --shutdown-delay");
     let sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64().unwrap_or(0);
     let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
-    assert!(grace > sleep + drain, "{scenario}: grace {grace}s must exceed preStop {sleep}s + drain {drain}s");
+    assert!(
+        grace > sleep + delay + drain,
+        "{scenario}: grace {grace}s must exceed preStop {sleep}s + shutdown delay {delay}s + drain {drain}s"
+    );
 
     // The access log: on exactly when controller.accessLog.
     let access_log = values["controller"]["accessLog"] == json!(true);

@@ -47,6 +47,7 @@ async fn start(dir: &Path) -> Running {
         admin_addr: "127.0.0.1:0".parse().expect("address"),
         source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
         drain: Duration::from_secs(1),
+        shutdown_delay: Duration::ZERO,
         access_log: wsgate::dataplane::AccessLog::Off,
         https_redirect_port: None,
         max_connections: None,

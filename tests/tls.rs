@@ -94,6 +94,7 @@ async fn start_with(dir: &Path, https: bool, redirect_port: Option<u16>) -> Runn
         admin_addr: any,
         source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
         drain: Duration::from_secs(1),
+        shutdown_delay: Duration::ZERO,
         access_log: wsgate::dataplane::AccessLog::Off,
         https_redirect_port: redirect_port,
         max_connections: None,

@@ -16,6 +16,7 @@ identity come from the POD_NAMESPACE and POD_NAME environment variables (downwar
 - {{ printf "--admin-addr=0.0.0.0:%s" (include "wsgate.adminPort" .) | quote }}
 - {{ printf "--ingress-class=%s" .Values.ingressClass.name | quote }}
 - {{ printf "--drain-timeout=%d" (int $c.drainTimeoutSeconds) | quote }}
+- {{ printf "--shutdown-delay=%d" (int $c.shutdownDelaySeconds) | quote }}
 - {{ printf "--log-format=%s" $c.log.format | quote }}
 - {{ printf "--log-level=%s" $c.log.level | quote }}
 {{- if $c.accessLog }}

@@ -93,8 +93,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "wsgate.httpsPort" -}}8443{{- end -}}
 {{- define "wsgate.adminPort" -}}9090{{- end -}}
 
-{{/* terminationGracePeriodSeconds: preStop sleep + drain timeout + margin, so the drain is never cut short. */}}
+{{/* terminationGracePeriodSeconds: preStop sleep + shutdown delay + drain timeout + margin, so the drain is never cut short. */}}
 {{- define "wsgate.terminationGracePeriodSeconds" -}}
 {{- $c := .Values.controller -}}
-{{- add (int $c.preStopSleepSeconds) (int $c.drainTimeoutSeconds) (int $c.terminationGraceMarginSeconds) -}}
+{{- add (int $c.preStopSleepSeconds) (int $c.shutdownDelaySeconds) (int $c.drainTimeoutSeconds) (int $c.terminationGraceMarginSeconds) -}}
 {{- end -}}
