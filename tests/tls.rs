@@ -482,3 +482,46 @@ async fn redirect_port_443_is_left_out_and_nothing_is_redirected_without_https_l
     let (mut ws, _) = within("ws:// handshake", tokio_tungstenite::client_async(url, tcp)).await.expect("upgrade");
     echo(&mut ws, "still plain").await;
 }
+
+#[tokio::test]
+async fn a_frame_layer_route_over_tls_pings_the_client_and_refuses_an_oversized_message_with_1009() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let backend = echo_server("echo").await;
+    let ca = Ca::new();
+    let chat = ca.issue(&["chat.example.com"]);
+    let folder = Folder::new("tls-frames");
+    folder.write("backend.yaml", &backend_yaml(backend.addr.port()));
+    let route = route_yaml("chat", "chat.example.com", "chat-tls")
+        + "  keepalive: {pingInterval: 1s}\n  maxMessageBytes: 1000\n";
+    folder.write("chat.yaml", &format!("{}---\n{route}", secret_yaml("chat-tls", &chat, true)));
+    let running = start(&folder.0).await;
+    eventually("ready", || async { get(running.admin, "admin", "/readyz").await.0 == 200 }).await;
+
+    let mut ws = wss(&ca, running.https, "chat.example.com", "/").await;
+    ws.send(Message::text("small")).await.expect("send");
+    let mut pinged = false;
+    let mut echoed = false;
+    within("an echo and a ping from wsgate", async {
+        while !(pinged && echoed) {
+            match ws.next().await {
+                Some(Ok(Message::Ping(payload))) => pinged = payload.starts_with(b"wsgate"),
+                Some(Ok(Message::Text(text))) => echoed = text.as_str() == "small",
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    ws.send(Message::binary(vec![0u8; 2000])).await.expect("send");
+    let close = within("the Close", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+}

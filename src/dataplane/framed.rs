@@ -908,3 +908,139 @@ fn seed() -> u64 {
     hasher.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
     hasher.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn meter() -> Meter {
+        Meter::new(IntCounter::new("t", "t").expect("counter"))
+    }
+
+    fn client_frame(fin: bool, opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) {
+        frame::encode_frame(fin, opcode, payload, Some([9, 8, 7, 6]), out);
+    }
+
+    /// Scans `input` cut into reads at `cuts`; returns the output of every read, concatenated.
+    fn scan_in_pieces(input: &[u8], cuts: &[usize], expect_pong: Option<[u8; PING_LEN]>) -> (Vec<u8>, bool) {
+        let mut dir = Dir::new(Direction::ClientToServer, Extensions::default(), None, Bytes::new(), meter());
+        let mut scratch = vec![0u8; HEADROOM + READ_LEN];
+        let mut out = Vec::new();
+        let mut pong = false;
+        let mut at = 0;
+        let mut bounds: Vec<usize> = Vec::new();
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            while cut - bounds.last().copied().unwrap_or(0) > READ_LEN {
+                let next = bounds.last().copied().unwrap_or(0) + READ_LEN;
+                bounds.push(next);
+            }
+            bounds.push(cut);
+        }
+        for cut in bounds {
+            let piece = &input[at..cut];
+            at = cut;
+            // Garbage in the headroom: the scan must never read it as output.
+            scratch[..HEADROOM].fill(0xEE);
+            scratch[HEADROOM..HEADROOM + piece.len()].copy_from_slice(piece);
+            let scanned = dir.scan(&mut scratch, piece.len(), expect_pong, false);
+            assert!(scanned.error.is_none(), "{:?}", scanned.error);
+            out.extend_from_slice(&scratch[scanned.start..scanned.end]);
+            pong |= scanned.pong;
+        }
+        (out, pong)
+    }
+
+    #[test]
+    fn a_stream_split_anywhere_is_forwarded_byte_for_byte() {
+        let mut input = Vec::new();
+        client_frame(false, Opcode::Text, b"hello, ", &mut input);
+        client_frame(true, Opcode::Ping, b"are you there", &mut input);
+        client_frame(true, Opcode::Continuation, b"world", &mut input);
+        client_frame(true, Opcode::Binary, &[7u8; 300], &mut input);
+        client_frame(true, Opcode::Close, &[0x03, 0xE8, b'b', b'y', b'e'], &mut input);
+        for cut in 0..=input.len() {
+            let (out, _) = scan_in_pieces(&input, &[cut], None);
+            assert!(out == input, "cut at {cut}: {} bytes out of {}", out.len(), input.len());
+        }
+        for a in (0..input.len()).step_by(3) {
+            for b in a..input.len() {
+                let (out, _) = scan_in_pieces(&input, &[a, b], None);
+                assert!(out == input, "cuts at {a} and {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn wsgates_pong_is_swallowed_wherever_the_reads_are_cut() {
+        let ours = *b"wsgate\0\x01";
+        let (mut input, mut expected) = (Vec::new(), Vec::new());
+        client_frame(false, Opcode::Text, &[b'a'; 130], &mut input);
+        client_frame(false, Opcode::Text, &[b'a'; 130], &mut expected);
+        client_frame(true, Opcode::Pong, &ours, &mut input);
+        client_frame(true, Opcode::Pong, b"someone else's", &mut input);
+        client_frame(true, Opcode::Pong, b"someone else's", &mut expected);
+        client_frame(true, Opcode::Continuation, &[b'b'; 70_000], &mut input);
+        client_frame(true, Opcode::Continuation, &[b'b'; 70_000], &mut expected);
+        for cut in (0..input.len()).step_by(7).chain(130..180) {
+            let (out, pong) = scan_in_pieces(&input, &[cut.min(input.len())], Some(ours));
+            assert!(pong, "cut at {cut}: the pong is seen");
+            assert!(out == expected, "cut at {cut}: {} bytes out, {} expected", out.len(), expected.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn injected_frames_land_between_frames_never_inside_one() {
+        // A backend that streams one long frame slowly: the ping toward the client must wait for its end.
+        let (mut client, client_near) = tokio::io::duplex(1 << 20);
+        let (backend_near, mut backend) = tokio::io::duplex(1 << 20);
+        let keepalive = Keepalive {
+            ping_interval: Duration::from_millis(30),
+            pong_timeout: Duration::from_secs(10),
+            toward: crate::routes::Toward::Client,
+        };
+        let options = FrameOptions {
+            keepalive: Some(keepalive),
+            max_message: None,
+            extensions: Extensions::default(),
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: None,
+            pings_sent: None,
+        };
+        let relay =
+            FrameRelay::new(client_near, Bytes::new(), backend_near, Bytes::new(), options, None, meter(), meter());
+        let task = tokio::spawn(relay);
+        let payload = vec![b'x'; 4000];
+        let mut frame = Vec::new();
+        frame::encode_frame(true, Opcode::Binary, &payload, None, &mut frame);
+        for chunk in frame.chunks(500) {
+            backend.write_all(chunk).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        // Read what the client got: the whole frame (pings only before or after it), then a ping.
+        let mut reader = FrameReader::new(Direction::ServerToClient, Extensions::default());
+        let mut got = Vec::new();
+        let mut events = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !events.iter().any(|e| matches!(e, Event::Control(c) if c.opcode() == Opcode::Ping && got.len() > 4000)) {
+            assert!(Instant::now() < deadline, "no ping after the frame: {events:?}");
+            let mut buf = [0u8; 1024];
+            let n =
+                tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await.expect("read").expect("ok");
+            got.extend_from_slice(&buf[..n]);
+            let mut at = 0;
+            loop {
+                let (used, event) = reader.feed(&buf[at..n]).expect("every frame the client gets is valid");
+                at += used;
+                match event {
+                    Some(event) => events.push(event),
+                    None => break,
+                }
+            }
+        }
+        let headers: Vec<_> =
+            events.iter().filter_map(|e| if let Event::Header(h) = e { Some(h.opcode) } else { None }).collect();
+        assert!(headers.contains(&Opcode::Binary), "{headers:?}");
+        task.abort();
+    }
+}
