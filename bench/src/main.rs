@@ -93,8 +93,8 @@ struct AllArgs {
     /// Idle WebSockets opened for the memory workload (capped by the open-file limit).
     #[arg(long, default_value_t = 9000)]
     idle: usize,
-    /// Targets, comma-separated, from direct,nginx,haproxy,wsgate,wsgate-policy.
-    #[arg(long, value_delimiter = ',', default_value = "direct,nginx,haproxy,wsgate,wsgate-policy")]
+    /// Targets, comma-separated, from direct,nginx,haproxy,wsgate,wsgate-policy,wsgate-frames.
+    #[arg(long, value_delimiter = ',', default_value = "direct,nginx,haproxy,wsgate,wsgate-policy,wsgate-frames")]
     targets: Vec<String>,
     /// Also write the report to this file.
     #[arg(long)]
@@ -252,7 +252,7 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
 async fn run_smoke(args: CommonArgs) -> anyhow::Result<()> {
     let nofile = procs::raise_nofile();
     let plan = Plan {
-        targets: vec![Kind::Wsgate, Kind::WsgatePolicy],
+        targets: vec![Kind::Wsgate, Kind::WsgatePolicy, Kind::WsgateFrames],
         rounds: 1,
         timing: Timing { warmup: Duration::from_millis(200), window: Duration::from_secs(2) },
         handshakers: 50,
@@ -399,7 +399,7 @@ async fn run(plan: &Plan, wsgate: Option<&WsgateBinary>, keep: bool) -> anyhow::
     for target in &targets {
         match target.kind {
             // The route-change workload is the plain wsgate's; policies change nothing in it.
-            Kind::Direct | Kind::WsgatePolicy => {}
+            Kind::Direct | Kind::WsgatePolicy | Kind::WsgateFrames => {}
             Kind::Nginx | Kind::Haproxy => {
                 eprintln!("  {:8} reload with {} open WebSockets", target.kind.name(), plan.reload_conns);
                 let (dropped, errors) = load::reload_drops(target, plan.reload_conns).await?;

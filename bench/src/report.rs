@@ -145,7 +145,7 @@ impl Results {
         }
         out.push('\n');
         let has = |k: Kind| self.targets.contains(&k);
-        let mut columns: Vec<Kind> = [Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Wsgate, Kind::WsgatePolicy]
+        let mut columns: Vec<Kind> = Kind::all()
             .into_iter()
             .filter(|k| has(*k))
             .collect();
@@ -163,12 +163,16 @@ impl Results {
         for kind in &ratio_columns {
             let _ = write!(out, " {} ÷ nginx |", kind.title());
         }
-        let policy_cost = has(Kind::Wsgate) && has(Kind::WsgatePolicy);
-        if policy_cost {
-            out.push_str(" policies ÷ plain wsgate |");
+        // The cost of a wsgate variant beside the plain route.
+        let costs: Vec<(Kind, &str)> = [(Kind::WsgatePolicy, "policies"), (Kind::WsgateFrames, "frame layer")]
+            .into_iter()
+            .filter(|(kind, _)| has(Kind::Wsgate) && has(*kind))
+            .collect();
+        for (_, name) in &costs {
+            let _ = write!(out, " {name} ÷ plain wsgate |");
         }
         out.push_str("\n|---|");
-        for _ in 0..columns.len() + ratio_columns.len() + usize::from(policy_cost) {
+        for _ in 0..columns.len() + ratio_columns.len() + costs.len() {
             out.push_str("---:|");
         }
         out.push('\n');
@@ -194,8 +198,8 @@ impl Results {
                 };
                 let _ = write!(out, " {cell} |");
             }
-            if policy_cost {
-                let ratio = self.paired(metric, Kind::WsgatePolicy, Kind::Wsgate, |a, b| (b > 0.0).then(|| a / b));
+            for (kind, _) in &costs {
+                let ratio = self.paired(metric, *kind, Kind::Wsgate, |a, b| (b > 0.0).then(|| a / b));
                 let cell = ratio.map_or_else(|| "—".to_string(), |r| format!("{r:.3}×"));
                 let _ = write!(out, " {cell} |");
             }
@@ -218,7 +222,7 @@ impl Results {
                 };
                 let _ = write!(out, " {cell} |");
             }
-            for _ in 0..ratio_columns.len() + usize::from(policy_cost) {
+            for _ in 0..ratio_columns.len() + costs.len() {
                 out.push_str(" |");
             }
             out.push('\n');
@@ -229,7 +233,7 @@ impl Results {
                 let cell = if *kind == Kind::Wsgate { format!("{p50:.0} / {p99:.0}") } else { "—".to_string() };
                 let _ = write!(out, " {cell} |");
             }
-            for _ in 0..ratio_columns.len() + usize::from(policy_cost) {
+            for _ in 0..ratio_columns.len() + costs.len() {
                 out.push_str(" |");
             }
             out.push('\n');
@@ -238,7 +242,7 @@ impl Results {
         for kind in &columns {
             let _ = write!(out, " {} |", self.errors.get(kind).copied().unwrap_or(0));
         }
-        for _ in 0..ratio_columns.len() + usize::from(policy_cost) {
+        for _ in 0..ratio_columns.len() + costs.len() {
             out.push_str(" |");
         }
         out.push('\n');

@@ -41,6 +41,9 @@ pub enum Kind {
     /// wsgate on a route with consistent hashing, an Origin allow-list and per-client limits (none of
     /// which refuses the bench's clients): the cost of the policies, beside the plain route.
     WsgatePolicy,
+    /// wsgate on a route on the frame layer (keepalive and a message-size limit, neither of which
+    /// fires during the bench): the cost of reading every frame header, beside the byte tunnel.
+    WsgateFrames,
 }
 
 impl Kind {
@@ -51,6 +54,7 @@ impl Kind {
             Kind::Haproxy => "haproxy",
             Kind::Wsgate => "wsgate",
             Kind::WsgatePolicy => "wsgate-policy",
+            Kind::WsgateFrames => "wsgate-frames",
         }
     }
 
@@ -61,18 +65,22 @@ impl Kind {
             Kind::Haproxy => "HAProxy",
             Kind::Wsgate => "wsgate",
             Kind::WsgatePolicy => "wsgate + policies",
+            Kind::WsgateFrames => "wsgate frame layer",
         }
     }
 
+    /// Every target, in the report's column order.
+    pub fn all() -> [Kind; 6] {
+        [Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Wsgate, Kind::WsgatePolicy, Kind::WsgateFrames]
+    }
+
     pub fn parse(name: &str) -> Option<Kind> {
-        [Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Wsgate, Kind::WsgatePolicy]
-            .into_iter()
-            .find(|k| k.name() == name)
+        Kind::all().into_iter().find(|k| k.name() == name)
     }
 
     /// Whether this target is a wsgate process.
     pub fn is_wsgate(self) -> bool {
-        matches!(self, Kind::Wsgate | Kind::WsgatePolicy)
+        matches!(self, Kind::Wsgate | Kind::WsgatePolicy | Kind::WsgateFrames)
     }
 }
 
@@ -180,12 +188,12 @@ impl Target {
                 command.arg("-W").arg("-db").arg("-f").arg(&conf);
                 Proc::spawn("haproxy", command, &self.dir)?
             }
-            Kind::Wsgate | Kind::WsgatePolicy => {
+            Kind::Wsgate | Kind::WsgatePolicy | Kind::WsgateFrames => {
                 let binary = self.wsgate.as_ref().context("no wsgate binary given")?;
                 let manifests = self.dir.join("manifests");
                 let _ = std::fs::remove_dir_all(&manifests);
                 std::fs::create_dir_all(&manifests)?;
-                std::fs::write(manifests.join("echo.yaml"), wsgate_manifests(a, b, self.kind == Kind::WsgatePolicy))?;
+                std::fs::write(manifests.join("echo.yaml"), wsgate_manifests(a, b, self.kind))?;
                 let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                 let mut command = Command::new(&binary.path);
                 command
@@ -376,7 +384,7 @@ pub fn haproxy_conf(listen: SocketAddr, a: SocketAddr, b: SocketAddr) -> String 
 /// with `policies`: consistent hashing on the client's `X-Bench-User` header, an allow-list holding the
 /// Origin the bench client sends, and per-client limits set high enough to refuse nothing (every bench
 /// client connects from a few loopback addresses), so each handshake runs every check and the hash pick.
-pub fn wsgate_manifests(a: SocketAddr, b: SocketAddr, policies: bool) -> String {
+pub fn wsgate_manifests(a: SocketAddr, b: SocketAddr, kind: Kind) -> String {
     let slice = |name: &str, addr: SocketAddr| {
         format!(
             "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  labels:\n    \
@@ -393,7 +401,11 @@ pub fn wsgate_manifests(a: SocketAddr, b: SocketAddr, policies: bool) -> String 
          port: ws\n  timeouts:\n    idle: 1h\n{}",
         slice("echo-a", a),
         slice("echo-b", b),
-        if policies { POLICIES } else { "" }
+        match kind {
+            Kind::WsgatePolicy => POLICIES,
+            Kind::WsgateFrames => FRAMES,
+            _ => "",
+        }
     )
 }
 
@@ -401,6 +413,11 @@ pub fn wsgate_manifests(a: SocketAddr, b: SocketAddr, policies: bool) -> String 
 const POLICIES: &str = "  allowedOrigins: [\"http://bench.local\", \"https://*.bench.local\"]\n  \
                         loadBalancing:\n    policy: ConsistentHash\n    hashOn: {type: Header, name: X-Bench-User}\n  \
                         limits:\n    maxConnectionsPerClient: 1000000\n    handshakesPerSecondPerClient: 1000000\n";
+
+/// The fields that put the `wsgate-frames` target's route on the frame layer. Why a 1 h ping interval:
+/// the bench's clients do not answer pings, and what is measured is the relay reading every frame
+/// (with its timer armed), not the pings themselves.
+const FRAMES: &str = "  keepalive: {pingInterval: 1h}\n  maxMessageBytes: 16777216\n";
 
 /// A WebSocketRoute `probe` for `path` (the propagation workload rewrites it to add a new path).
 pub fn wsgate_probe_route(path: &str) -> String {
