@@ -145,10 +145,7 @@ impl Results {
         }
         out.push('\n');
         let has = |k: Kind| self.targets.contains(&k);
-        let mut columns: Vec<Kind> = Kind::all()
-            .into_iter()
-            .filter(|k| has(*k))
-            .collect();
+        let mut columns: Vec<Kind> = Kind::all().into_iter().filter(|k| has(*k)).collect();
         columns.dedup();
         let ratio_columns: Vec<Kind> = if has(Kind::Nginx) {
             [Kind::Wsgate, Kind::Haproxy].into_iter().filter(|k| has(*k)).collect()
