@@ -338,16 +338,7 @@ async fn max_lifetime_and_idle_timeout_close_with_1001_on_the_frame_layer() {
     let idle = frames_route(recorder.addr, frames, |p| p.idle_timeout = Duration::from_millis(300));
     gateway.swap(table(2, vec![idle]));
     let (mut ws, _) = gateway.ws("/chat").await;
-    let close = within("idle timeout", async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                other => assert!(matches!(other, Some(Ok(_))), "{other:?}"),
-            }
-        }
-    })
-    .await;
-    assert_eq!(close.expect("a code").code, CloseCode::Away);
+    assert_eq!(close_code(&mut ws).await, 1001, "idle timeout");
     drop(ws);
     eventually("counted", || {
         let n = closed_count(&gateway, "idle_timeout");
@@ -370,16 +361,7 @@ async fn shutdown_sends_every_frame_layer_websocket_1001_and_ends_within_the_dra
     let started = Instant::now();
     gateway.begin_shutdown();
     for ws in &mut clients {
-        let close = within("Close 1001", async {
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Close(frame))) => return frame,
-                    other => assert!(matches!(other, Some(Ok(_))), "{other:?}"),
-                }
-            }
-        })
-        .await;
-        assert_eq!(close.expect("a code").code, CloseCode::Away);
+        assert_eq!(close_code(ws).await, 1001, "shutdown");
     }
     drop(clients);
     let serving = gateway.serving.take().expect("serving");

@@ -43,7 +43,8 @@ use tokio::time::{Instant, Sleep};
 use super::frame::{
     self, CLOSE_GOING_AWAY, Direction, Event, Extensions, FrameReader, MAX_CONTROL_PAYLOAD, Opcode, ProtocolError,
 };
-use super::tunnel::{End, IdleClock, LINGER, LINGER_BYTES, Meter, Side};
+use super::relay::{discard_until_closed, poll_write_pending};
+use super::tunnel::{End, IdleClock, LINGER, Meter, Side};
 use crate::routes::Keepalive;
 
 /// Room before each read in the scratch buffer: a frame that began in the previous read (a split
@@ -261,19 +262,7 @@ impl Dir {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         self.place_injected();
-        while !self.pending.is_empty() {
-            let n = ready!(Pin::new(&mut *dst).poll_write(cx, &self.pending))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.pending.advance(n);
-            self.unflushed = true;
-        }
-        if self.unflushed {
-            ready!(Pin::new(&mut *dst).poll_flush(cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
+        poll_write_pending(&mut self.pending, &mut self.unflushed, dst, cx)
     }
 
     /// Scans `scratch[HEADROOM..HEADROOM + n]`, compacting the output in place (see the module docs).
@@ -745,23 +734,9 @@ where
         let mut discarded = self.eof.and_then(|(_, l)| l).unwrap_or(0);
         let finished = SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            loop {
-                let mut buf = ReadBuf::new(&mut scratch[..]);
-                let read = match side {
-                    Side::Client => Pin::new(&mut self.backend).poll_read(cx, &mut buf),
-                    Side::Backend => Pin::new(&mut self.client).poll_read(cx, &mut buf),
-                };
-                match read {
-                    Poll::Pending => return false,
-                    Poll::Ready(Err(_)) => return true,
-                    Poll::Ready(Ok(())) if buf.filled().is_empty() => return true,
-                    Poll::Ready(Ok(())) => {
-                        discarded += buf.filled().len();
-                        if discarded >= LINGER_BYTES {
-                            return true;
-                        }
-                    }
-                }
+            match side {
+                Side::Client => discard_until_closed(&mut self.backend, &mut scratch, &mut discarded, cx),
+                Side::Backend => discard_until_closed(&mut self.client, &mut scratch, &mut discarded, cx),
             }
         });
         self.eof = Some((side, Some(discarded)));

@@ -75,6 +75,53 @@ where
     relay.await
 }
 
+/// Writes out `pending` and, if anything went out since, flushes `dst` (rustls may hold encrypted
+/// records until then). `Ready(Ok)` once both are done. Shared with the frame relay.
+pub(super) fn poll_write_pending<W: AsyncWrite + Unpin + ?Sized>(
+    pending: &mut Bytes,
+    unflushed: &mut bool,
+    dst: &mut W,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !pending.is_empty() {
+        let n = ready!(Pin::new(&mut *dst).poll_write(cx, pending))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        pending.advance(n);
+        *unflushed = true;
+    }
+    if *unflushed {
+        ready!(Pin::new(&mut *dst).poll_flush(cx))?;
+        *unflushed = false;
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Reads and discards `src` into `scratch` until it closes or errs (`true`), `discarded` reaches
+/// [`LINGER_BYTES`] (`true`), or it has nothing more now (`false`): the lingering close of both relays.
+pub(super) fn discard_until_closed<R: AsyncRead + Unpin + ?Sized>(
+    src: &mut R,
+    scratch: &mut [u8],
+    discarded: &mut usize,
+    cx: &mut Context<'_>,
+) -> bool {
+    loop {
+        let mut buf = ReadBuf::new(scratch);
+        match Pin::new(&mut *src).poll_read(cx, &mut buf) {
+            Poll::Pending => return false,
+            Poll::Ready(Err(_)) => return true,
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return true,
+            Poll::Ready(Ok(())) => {
+                *discarded += buf.filled().len();
+                if *discarded >= LINGER_BYTES {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
 /// Which side reached EOF first.
 #[derive(Debug, Clone, Copy)]
 enum Eof {
@@ -102,19 +149,7 @@ impl<'m> Half<'m> {
 
     /// Writes out what `pending` holds and flushes the destination. `Ready(Ok)` once both are done.
     fn poll_drain<W: AsyncWrite + Unpin>(&mut self, dst: &mut W, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.pending.is_empty() {
-            let n = ready!(Pin::new(&mut *dst).poll_write(cx, &self.pending))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.pending.advance(n);
-            self.unflushed = true;
-        }
-        if self.unflushed {
-            ready!(Pin::new(&mut *dst).poll_flush(cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
+        poll_write_pending(&mut self.pending, &mut self.unflushed, dst, cx)
     }
 
     /// Moves bytes from `src` to `dst` until one of them is not ready. `Ready(Ok)` means `src` reached
@@ -236,23 +271,9 @@ where
         let mut discarded = self.lingering.unwrap_or(0);
         let finished = SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            loop {
-                let mut buf = ReadBuf::new(&mut scratch);
-                let read = match eof {
-                    Eof::Client => Pin::new(&mut self.backend).poll_read(cx, &mut buf),
-                    Eof::Backend => Pin::new(&mut self.client).poll_read(cx, &mut buf),
-                };
-                match read {
-                    Poll::Pending => return false,
-                    Poll::Ready(Err(_)) => return true,
-                    Poll::Ready(Ok(())) if buf.filled().is_empty() => return true,
-                    Poll::Ready(Ok(())) => {
-                        discarded += buf.filled().len();
-                        if discarded >= LINGER_BYTES {
-                            return true;
-                        }
-                    }
-                }
+            match eof {
+                Eof::Client => discard_until_closed(&mut self.backend, &mut scratch, &mut discarded, cx),
+                Eof::Backend => discard_until_closed(&mut self.client, &mut scratch, &mut discarded, cx),
             }
         });
         self.lingering = Some(discarded);
