@@ -452,6 +452,9 @@ pub struct FrameRelay<C, B> {
     clock: IdleClock,
     /// Keepalive, lifetime and close deadlines; created when the first of them is set.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The timer was polled since it last fired, so it holds this task's waker (resets keep it): until
+    /// it fires there is no need to poll it on every wake-up of a busy relay (as in `IdleClock`).
+    timer_armed: bool,
     lifetime: Option<Instant>,
     /// Pinging the client, the backend.
     pingers: [Option<Pinger>; 2],
@@ -504,6 +507,7 @@ where
             down,
             clock: IdleClock::new(idle_timeout),
             timer: None,
+            timer_armed: false,
             lifetime: max_lifetime.map(|d| now + d),
             pingers: [pinger(toward.is_some_and(|t| t.client())), pinger(toward.is_some_and(|t| t.backend()))],
             keepalive,
@@ -574,7 +578,10 @@ where
         match &mut self.timer {
             Some(timer) if timer.deadline() == deadline => {}
             Some(timer) => timer.as_mut().reset(deadline),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            None => {
+                self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+                self.timer_armed = false;
+            }
         }
     }
 
@@ -628,9 +635,14 @@ where
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
         for _ in 0..4 {
             let Some(timer) = &mut self.timer else { return };
-            if timer.as_mut().poll(cx).is_pending() {
+            if self.timer_armed && !timer.is_elapsed() {
                 return;
             }
+            if timer.as_mut().poll(cx).is_pending() {
+                self.timer_armed = true;
+                return;
+            }
+            self.timer_armed = false;
             let now = Instant::now();
             self.on_timer(now);
             if self.end.is_some() {
