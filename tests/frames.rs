@@ -189,7 +189,11 @@ async fn pings_keep_a_live_client_and_close_a_silent_one_after_the_pong_timeout(
     let _ = within("EOF", silent.read_to_end(&mut rest)).await;
     let frame = backend_close(&recorder).await.expect("the backend got a Close with a code");
     assert_eq!(frame.code, CloseCode::Away);
-    assert_eq!(closed_count(&gateway, "pong_timeout"), 1.0);
+    eventually("the pong timeout counted", || {
+        let n = closed_count(&gateway, "pong_timeout");
+        async move { n == 1.0 }
+    })
+    .await;
 
     // A live client (tungstenite answers pings) stays up for 10 intervals and sees the pings.
     recorder.seen.lock().unwrap().clear();
@@ -310,7 +314,12 @@ async fn invalid_frames_get_1002_toward_the_sender_and_1001_to_the_other_side() 
         let frame = backend_close(&recorder).await.expect("a code");
         assert_eq!(frame.code, CloseCode::Away, "{what}");
     }
-    assert_eq!(closed_count(&gateway, "protocol_error"), 4.0);
+    // Counted when each session ends, just after its Closes went out.
+    eventually("every refusal counted", || {
+        let n = closed_count(&gateway, "protocol_error");
+        async move { n == 4.0 }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
