@@ -272,9 +272,9 @@ impl Dir {
         let end_in = HEADROOM + n;
         let mut out = Scanned { start: HEADROOM, end: HEADROOM, ..Scanned::default() };
         let mut w: Option<usize> = None;
-        if !self.in_data_frame {
-            out.boundary = Some(HEADROOM);
-        }
+        // Where the output starts is only known once something is emitted (before HEADROOM for a frame
+        // begun in the previous read, after it when leading frames are dropped).
+        let starts_between_frames = !self.in_data_frame;
         let mut r = HEADROOM;
         loop {
             let (used, event) = match self.reader.feed(&scratch[r..end_in]) {
@@ -361,7 +361,7 @@ impl Dir {
             out.start = HEADROOM;
             out.end = HEADROOM;
         }
-        if out.boundary.is_some_and(|b| b < out.start) {
+        if starts_between_frames {
             out.boundary = Some(out.start);
         }
         out

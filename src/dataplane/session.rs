@@ -40,7 +40,7 @@ struct Frames {
     options: FrameOptions,
     registration: Registration,
     /// `wsgate_websocket_frame_layer_active` for the route, up while the session is open.
-    active: IntGauge,
+    active: Up,
 }
 
 /// Where a session's end is counted: `wsgate_websocket_closed_total` and, for a pong timeout,
@@ -108,8 +108,7 @@ impl TunnelSetup {
                 max_lifetime: route.policy.max_lifetime,
                 pings_sent,
             };
-            let active = metrics.websocket_frame_layer_active.with_label_values(&[id]);
-            active.inc();
+            let active = Up::new(metrics.websocket_frame_layer_active.with_label_values(&[id]));
             let registration = shared.sessions.register(&route.id, lease.addr());
             Box::new(Frames { options, registration, active })
         });
@@ -176,7 +175,7 @@ impl TunnelSetup {
             if let Some(mut access) = access {
                 access.close(&end, up, down);
             }
-            active.dec();
+            drop(active);
             drop((relay, registration, session, permit, lease, conn));
         }
     }
@@ -330,6 +329,23 @@ pub fn recover(upgraded: Upgraded) -> Result<(TcpStream, Bytes), Upgraded> {
         Bytes::from([&unread[..], &parts.read_buf[..]].concat())
     };
     Ok((stream, leftovers))
+}
+
+/// A gauge held up while this lives: a setup dropped before its session runs (a client gone before the
+/// 101) takes it down too.
+struct Up(IntGauge);
+
+impl Up {
+    fn new(gauge: IntGauge) -> Up {
+        gauge.inc();
+        Up(gauge)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// An open tunnel as the metrics see it: the gauge is up while it exists, its lifetime is observed when
