@@ -99,6 +99,7 @@ impl Signal {
 
     /// The request, if any. The first call registers the task's waker (a task's waker stays valid for
     /// its life), so a later `fire` wakes it; later calls are one atomic load.
+    #[inline(always)]
     fn poll(&self, cx: &mut Context<'_>, registered: &mut bool) -> Option<CloseRequest> {
         if !*registered {
             *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
@@ -244,6 +245,7 @@ impl Dir {
     }
 
     /// Moves frames waiting for a boundary behind the pending output, if it ends at one.
+    #[inline]
     fn place_injected(&mut self) {
         if !self.inject.is_empty() && !self.in_data_frame {
             let inject = std::mem::take(&mut self.inject);
@@ -256,11 +258,16 @@ impl Dir {
     }
 
     /// Writes out `pending` and flushes the destination. `Ready(Ok)` once both are done.
+    #[inline(always)]
     fn poll_drain<W: AsyncWrite + Unpin + ?Sized>(
         &mut self,
         dst: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
+        // The steady state of a busy relay: everything read was written and flushed.
+        if self.pending.is_empty() && self.inject.is_empty() && !self.unflushed {
+            return Poll::Ready(Ok(()));
+        }
         self.place_injected();
         poll_write_pending(&mut self.pending, &mut self.unflushed, dst, cx)
     }
@@ -298,8 +305,11 @@ impl Dir {
                         after - len
                     });
                     // `at + len <= after`: a header read whole sits at or after `at`; one split over two
-                    // reads is the first thing in this one, and the headroom holds its first part.
-                    scratch[at..at + len].copy_from_slice(bytes);
+                    // reads is the first thing in this one, and the headroom holds its first part. A
+                    // header read whole where the output stands is already in place.
+                    if at != after - len || at < HEADROOM {
+                        scratch[at..at + len].copy_from_slice(bytes);
+                    }
                     w = Some(at + len);
                     self.current = Current::Forward;
                     self.in_data_frame = true;
@@ -398,9 +408,90 @@ impl Dir {
             }
         }
         if written > 0 {
-            self.unflushed = true;
+            // Flushed at once (a no-op on TCP, rustls's records on TLS); only a flush that cannot finish
+            // now is left for `poll_drain`.
+            match Pin::new(&mut *dst).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => self.unflushed = true,
+            }
         }
         Ok(())
+    }
+}
+
+/// What [`Dir::relay`] did, for the session to act on.
+#[derive(Default)]
+struct Relayed {
+    /// The source reached EOF.
+    eof: bool,
+    /// Endpoint bytes were forwarded (what the idle timeout counts).
+    moved: bool,
+    /// The Pong answering wsgate's ping came.
+    pong: bool,
+    /// The first Close forwarded toward the destination (its code, if it had one).
+    close_forwarded: Option<Option<u16>>,
+    /// The source broke the protocol; nothing after the error was forwarded.
+    error: Option<ProtocolError>,
+}
+
+impl Dir {
+    /// Reads `src`, scans and writes to `dst` until one of them would block, or the source ends or
+    /// breaks the protocol. `expect`: the payload of wsgate's unanswered ping toward `src`.
+    fn relay<S, D>(
+        &mut self,
+        src: &mut S,
+        dst: &mut D,
+        scratch: &mut [u8],
+        mut expect: Option<[u8; PING_LEN]>,
+        closing: bool,
+        cx: &mut Context<'_>,
+    ) -> io::Result<Relayed>
+    where
+        S: AsyncRead + Unpin,
+        D: AsyncWrite + Unpin,
+    {
+        let mut relayed = Relayed::default();
+        loop {
+            if self.poll_drain(dst, cx)?.is_pending() || !self.reading() {
+                return Ok(relayed);
+            }
+            let n = if !self.initial.is_empty() {
+                let n = self.initial.len().min(READ_LEN);
+                scratch[HEADROOM..HEADROOM + n].copy_from_slice(&self.initial[..n]);
+                self.initial.advance(n);
+                n
+            } else {
+                let mut buf = ReadBuf::new(&mut scratch[HEADROOM..]);
+                match Pin::new(&mut *src).poll_read(cx, &mut buf) {
+                    Poll::Pending => return Ok(relayed),
+                    Poll::Ready(Ok(())) => buf.filled().len(),
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                    Poll::Ready(Err(e)) => return Err(e),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+                relayed.eof = true;
+                return Ok(relayed);
+            }
+            self.meter.add(n);
+            let scanned = self.scan(scratch, n, expect, closing);
+            self.write_out(dst, scratch, &scanned, cx)?;
+            relayed.moved |= scanned.forwarded;
+            if let Some(code) = scanned.close_forwarded {
+                self.close_sent = true;
+                relayed.close_forwarded.get_or_insert(code);
+            }
+            if scanned.pong {
+                relayed.pong = true;
+                expect = None;
+            }
+            if let Some(error) = scanned.error {
+                relayed.error = Some(error);
+                return Ok(relayed);
+            }
+        }
     }
 }
 
@@ -632,7 +723,15 @@ where
         }
     }
 
+    #[inline(always)]
     fn poll_timer(&mut self, cx: &mut Context<'_>) {
+        if self.timer_armed && self.timer.as_ref().is_some_and(|timer| !timer.is_elapsed()) {
+            return;
+        }
+        self.poll_timer_due(cx);
+    }
+
+    fn poll_timer_due(&mut self, cx: &mut Context<'_>) {
         for _ in 0..4 {
             let Some(timer) = &mut self.timer else { return };
             if self.timer_armed && !timer.is_elapsed() {
@@ -666,60 +765,34 @@ where
             Side::Client => 0,
             Side::Backend => 1,
         };
-        loop {
-            let closing = self.closing.is_some();
-            let expect = self.pingers[source].as_ref().and_then(|p| p.awaiting.map(|(payload, _)| payload));
-            let (dir, src, dst): (&mut Dir, &mut dyn AsyncReadWrite, &mut dyn AsyncReadWrite) = match side {
-                Side::Client => (&mut self.up, &mut self.client, &mut self.backend),
-                Side::Backend => (&mut self.down, &mut self.backend, &mut self.client),
-            };
-            if dir.poll_drain(dst, cx)?.is_pending() || !dir.reading() {
-                return Ok(false);
-            }
-            let n = if !dir.initial.is_empty() {
-                let n = dir.initial.len().min(READ_LEN);
-                scratch[HEADROOM..HEADROOM + n].copy_from_slice(&dir.initial[..n]);
-                dir.initial.advance(n);
-                n
-            } else {
-                let mut buf = ReadBuf::new(&mut scratch[HEADROOM..]);
-                match Pin::new(&mut *src).poll_read(cx, &mut buf) {
-                    Poll::Pending => return Ok(false),
-                    Poll::Ready(Ok(())) => buf.filled().len(),
-                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-                    Poll::Ready(Err(e)) => return Err(e),
-                }
-            };
-            if n == 0 {
-                dir.eof = true;
-                return Ok(true);
-            }
-            dir.meter.add(n);
-            let scanned = dir.scan(scratch, n, expect, closing);
-            dir.write_out(dst, scratch, &scanned, cx)?;
-            if scanned.close_forwarded.is_some() {
-                dir.close_sent = true;
-            }
-            if scanned.forwarded {
-                self.clock.note_moved();
-            }
-            if let Some(code) = scanned.close_forwarded {
-                self.first_close.get_or_insert(side);
-                if let Some(code) = code {
-                    self.client_code.get_or_insert(code);
-                }
-            }
-            if scanned.pong {
-                if let Some(pinger) = &mut self.pingers[source] {
-                    pinger.awaiting = None;
-                }
-                self.arm_timer();
-            }
-            if let Some(error) = scanned.error {
-                self.refuse(side, error);
-                return Ok(false);
+        let closing = self.closing.is_some();
+        let expect = self.pingers[source].as_ref().and_then(|p| p.awaiting.map(|(payload, _)| payload));
+        // why two calls, not one on trait objects: each is monomorphised for its pair of stream
+        // types, so the reads and writes of the hot loop are direct calls.
+        let relayed = match side {
+            Side::Client => self.up.relay(&mut self.client, &mut self.backend, scratch, expect, closing, cx)?,
+            Side::Backend => self.down.relay(&mut self.backend, &mut self.client, scratch, expect, closing, cx)?,
+        };
+        if relayed.moved {
+            self.clock.note_moved();
+        }
+        if let Some(code) = relayed.close_forwarded {
+            self.first_close.get_or_insert(side);
+            if let Some(code) = code {
+                self.client_code.get_or_insert(code);
             }
         }
+        if relayed.pong {
+            if let Some(pinger) = &mut self.pingers[source] {
+                pinger.awaiting = None;
+            }
+            self.arm_timer();
+        }
+        if let Some(error) = relayed.error {
+            self.refuse(side, error);
+            return Ok(false);
+        }
+        Ok(relayed.eof)
     }
 
     /// After the first EOF while open: writes out what both directions hold, tells the other side (a
@@ -881,10 +954,6 @@ where
         Poll::Pending
     }
 }
-
-/// Both ends of a relay, behind one object type.
-trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncReadWrite for T {}
 
 /// A seed for masking keys, different per relay.
 fn seed() -> u64 {

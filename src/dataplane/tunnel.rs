@@ -298,6 +298,7 @@ impl IdleClock {
     }
 
     /// Records that bytes moved; the first time after a tick, pulls the timer in to one check period.
+    #[inline]
     pub(super) fn note_moved(&mut self) {
         if !self.moved {
             self.moved = true;
@@ -310,12 +311,17 @@ impl IdleClock {
 
     /// Runs the ticks that are due, calling `on_tick` for each; `Ready` once `idle_timeout` passed
     /// without a byte moved.
-    pub(super) fn poll_idle(&mut self, cx: &mut Context<'_>, mut on_tick: impl FnMut()) -> Poll<()> {
+    #[inline(always)]
+    pub(super) fn poll_idle(&mut self, cx: &mut Context<'_>, on_tick: impl FnMut()) -> Poll<()> {
         // why gated: polling an armed timer on every wake-up (every relayed message) only re-registers
         // the same waker; resets keep the registered waker.
         if self.armed && !self.timer.is_elapsed() {
             return Poll::Pending;
         }
+        self.poll_ticks(cx, on_tick)
+    }
+
+    fn poll_ticks(&mut self, cx: &mut Context<'_>, mut on_tick: impl FnMut()) -> Poll<()> {
         while self.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             on_tick();
