@@ -70,6 +70,9 @@ struct RunArgs {
     #[arg(long, env = "WSGATE_INGRESS_CLASS", default_value = "wsgate")]
     ingress_class: String,
 
+    #[command(flatten)]
+    nginx: NginxArgs,
+
     /// Watch only this namespace (Kubernetes mode). Default: all namespaces.
     #[arg(long, env = "WSGATE_NAMESPACE")]
     namespace: Option<String>,
@@ -158,6 +161,9 @@ struct CheckArgs {
     #[arg(long, default_value = "wsgate")]
     ingress_class: String,
 
+    #[command(flatten)]
+    nginx: NginxArgs,
+
     /// Also explain which route a request for HOST and PATH (with an optional ?query) would take, and
     /// why (host group, skipped routes, backends and their endpoints), and what the route's policies
     /// decide for it (Origin rule, subprotocols, limits, hash key and its endpoint).
@@ -167,6 +173,38 @@ struct CheckArgs {
     /// A request header for --explain, as `Name: value` (repeatable), e.g. `Origin: https://app.example.com`.
     #[arg(long = "header", value_name = "NAME: VALUE", requires = "explain")]
     headers: Vec<String>,
+}
+
+/// The ingress-nginx migration switches (the same for `run` and `check`).
+#[derive(Args, Debug, Clone)]
+struct NginxArgs {
+    /// Translate ingress-nginx annotations (nginx.ingress.kubernetes.io/...) on served Ingresses into
+    /// wsgate policies, with ingress-nginx's meaning and units; annotations wsgate does not translate
+    /// are reported (Warning Events, `wsgate check`), and those whose absence would open what they
+    /// protect (auth-*, source allow-lists) keep the Ingress from being served. Snippets are never
+    /// executed. See docs/migrating-from-ingress-nginx.md.
+    #[arg(long, env = "WSGATE_NGINX_COMPAT")]
+    nginx_compat: bool,
+
+    /// Also serve the Ingresses of this other IngressClass (repeatable, or comma-separated), e.g.
+    /// `nginx` while ingress-nginx still runs beside wsgate: their status is left to that controller.
+    #[arg(
+        long = "watch-ingress-class",
+        env = "WSGATE_WATCH_INGRESS_CLASS",
+        value_name = "CLASS",
+        value_delimiter = ','
+    )]
+    watch_ingress_classes: Vec<String>,
+}
+
+impl NginxArgs {
+    fn options(&self, ingress_class: &str) -> CompileOptions {
+        CompileOptions {
+            ingress_class: ingress_class.to_string(),
+            nginx_compat: self.nginx_compat,
+            watch_ingress_classes: self.watch_ingress_classes.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -230,7 +268,7 @@ fn check(args: &CheckArgs) -> ExitCode {
     for warning in &loaded.warnings {
         println!("warning: {warning}");
     }
-    let compiled = compile(&loaded.snapshot, &CompileOptions { ingress_class: args.ingress_class.clone() });
+    let compiled = compile(&loaded.snapshot, &args.nginx.options(&args.ingress_class));
     for diagnostic in &compiled.report.diagnostics {
         match diagnostic.severity {
             Severity::Error => {
@@ -275,7 +313,7 @@ fn check(args: &CheckArgs) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let compile = CompileOptions { ingress_class: args.ingress_class };
+    let compile = args.nginx.options(&args.ingress_class);
     let source = match args.manifests {
         Some(dir) => Source::Manifests { dir, compile },
         None => {

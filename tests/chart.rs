@@ -463,6 +463,17 @@ fn check_deployment(documents: &[Value], values: &Value, scenario: &str) {
     assert_eq!(flag(&args, "--trusted-proxies"), expected.as_deref(), "{scenario}: --trusted-proxies");
     let proxy_protocol = values["controller"]["proxyProtocol"] == json!(true);
     assert_eq!(args.iter().any(|a| a == "--proxy-protocol"), proxy_protocol, "{scenario}: --proxy-protocol");
+    // The ingress-nginx migration switches.
+    let nginx_compat = values["controller"]["nginxCompat"] == json!(true);
+    assert_eq!(args.iter().any(|a| a == "--nginx-compat"), nginx_compat, "{scenario}: --nginx-compat");
+    let watched: Vec<&str> = values["controller"]["watchIngressClasses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let expected = (!watched.is_empty()).then(|| watched.join(","));
+    assert_eq!(flag(&args, "--watch-ingress-class"), expected.as_deref(), "{scenario}: --watch-ingress-class");
 
     // Identity and Lease namespace from the downward API.
     for (variable, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {

@@ -38,11 +38,15 @@ pub fn status_from_report(report: &compile::Report) -> status::Desired {
             (key(object), wanted)
         })
         .collect();
-    // Errors, and unknown wsgate.dev/ annotations (a misspelt policy is a policy silently off).
+    // Errors, unknown wsgate.dev/ annotations (a misspelt policy is a policy silently off) and
+    // ingress-nginx annotations that are not translated.
     let errors = report
         .diagnostics
         .iter()
-        .filter(|d| d.severity == compile::Severity::Error || d.reason == compile::Reason::UnknownAnnotation)
+        .filter(|d| {
+            d.severity == compile::Severity::Error
+                || matches!(d.reason, compile::Reason::UnknownAnnotation | compile::Reason::UnsupportedAnnotation)
+        })
         .map(|d| status::ObjectError {
             kind: d.object.kind.as_str(),
             key: key(&d.object),

@@ -34,6 +34,12 @@ identity come from the POD_NAMESPACE and POD_NAME environment variables (downwar
 {{- if $c.proxyProtocol }}
 - "--proxy-protocol"
 {{- end }}
+{{- if $c.nginxCompat }}
+- "--nginx-compat"
+{{- end }}
+{{- with $c.watchIngressClasses }}
+- {{ printf "--watch-ingress-class=%s" (join "," .) | quote }}
+{{- end }}
 - {{ printf "--lease-name=%s" (include "wsgate.leaseName" .) | quote }}
 {{- with $c.watchNamespace }}
 - {{ printf "--namespace=%s" . | quote }}

@@ -100,6 +100,10 @@ pub enum Reason {
     CertificateHostMismatch,
     /// A `wsgate.dev/` annotation wsgate does not know (a misspelling, most likely); it is ignored.
     UnknownAnnotation,
+    /// An ingress-nginx annotation wsgate does not translate (or does not without `--nginx-compat`).
+    UnsupportedAnnotation,
+    /// An ingress-nginx annotation translated with a difference, or accepted with no effect.
+    TranslatedAnnotation,
     /// Programmed=True: served, with at least one ready endpoint.
     Programmed,
     /// Served, but no backend with a non-zero weight has a ready endpoint (requests get 503).
@@ -120,6 +124,8 @@ impl Reason {
             Reason::InvalidCertificateRef => "InvalidCertificateRef",
             Reason::CertificateHostMismatch => "CertificateHostMismatch",
             Reason::UnknownAnnotation => "UnknownAnnotation",
+            Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
+            Reason::TranslatedAnnotation => "TranslatedAnnotation",
             Reason::Programmed => "Programmed",
             Reason::NoReadyEndpoints => "NoReadyEndpoints",
         }

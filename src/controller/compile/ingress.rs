@@ -23,12 +23,15 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::backends::{PortRef, ServiceIndex};
 use super::matchers::{check_path, parse_hostname};
+use super::nginx;
 use super::policy::{self, FieldSite};
 use super::tls::TlsRequest;
 use super::{
     BackendNote, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, ObjectReport, Reason,
 };
-use crate::routes::{Backend, HostMatch, PathMatch, Policy, Route, Source, SourceKind};
+use crate::routes::{
+    Backend, HashOn, HashPolicy, HostMatch, LoadBalancing, PathKind, PathMatch, Policy, Route, Source, SourceKind,
+};
 
 /// Legacy annotation naming an Ingress's class, from before `spec.ingressClassName`.
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -57,6 +60,18 @@ pub(super) struct ClassSelector<'a> {
     all_classes: BTreeSet<&'a str>,
     /// Whether an IngressClass of ours is marked as the cluster default.
     default_is_ours: bool,
+    /// Other controllers' class names whose Ingresses are served too (`--watch-ingress-class`).
+    watched: &'a [String],
+}
+
+/// Whether an Ingress is served, and whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Selected {
+    /// Of our class: served, and its status is ours to write.
+    Ours,
+    /// Of a watched class (`--watch-ingress-class`): served, status left to its own controller.
+    Watched,
+    No,
 }
 
 impl<'a> ClassSelector<'a> {
@@ -74,19 +89,25 @@ impl<'a> ClassSelector<'a> {
             our_classes: ours.iter().filter_map(|c| c.metadata.name.as_deref()).collect(),
             all_classes: classes.iter().filter_map(|c| c.metadata.name.as_deref()).collect(),
             default_is_ours,
+            watched: &options.watch_ingress_classes,
         }
     }
 
     /// `spec.ingressClassName` decides when set; else the legacy annotation; else the default class.
-    pub fn selects(&self, ingress: &Ingress) -> bool {
+    pub fn selects(&self, ingress: &Ingress) -> Selected {
         let class_name = ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()).filter(|c| !c.is_empty());
         let annotation = || {
             let annotations = ingress.metadata.annotations.as_ref()?;
             annotations.get(LEGACY_CLASS_ANNOTATION).map(String::as_str).filter(|c| !c.is_empty())
         };
         match class_name.or_else(annotation) {
-            Some(name) => self.is_ours(name),
-            None => self.default_is_ours,
+            Some(name) if self.is_ours(name) => Selected::Ours,
+            // why after ours: a watched class is another controller's; its Ingresses are served here
+            // too (a side-by-side migration) but their status stays with that controller.
+            Some(name) if self.watched.iter().any(|w| w == name) => Selected::Watched,
+            Some(_) => Selected::No,
+            None if self.default_is_ours => Selected::Ours,
+            None => Selected::No,
         }
     }
 
@@ -103,6 +124,7 @@ impl<'a> ClassSelector<'a> {
 pub(super) fn compile_ingress(
     ingress: &Ingress,
     index: &ServiceIndex<'_>,
+    nginx_compat: bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Claimant {
     let mut claimant = Claimant::new(ObjectKind::Ingress, &ingress.metadata);
@@ -161,7 +183,8 @@ pub(super) fn compile_ingress(
     claimant.tls = tls_requests(&mut report, spec);
     claimant.https_redirect = ssl_redirect(&mut report, ingress);
 
-    let annotated = policy::from_annotations(ingress.metadata.annotations.as_ref());
+    let annotations = ingress.metadata.annotations.as_ref();
+    let annotated = policy::from_annotations(annotations);
     for (key, message) in annotated.unknown {
         report.warning(Reason::UnknownAnnotation, format!("metadata.annotations[{key:?}]"), message);
     }
@@ -170,9 +193,54 @@ pub(super) fn compile_ingress(
         .into_iter()
         .map(|(key, message)| (format!("metadata.annotations[{key:?}]"), message))
         .collect();
+    let mut spec = annotated.spec;
+    let mut from_nginx = Vec::new();
+    let mut cookie_path_per_route = false;
+    let nginx_keys = annotations.map_or(0, |a| a.keys().filter(|k| k.starts_with(nginx::NGINX_PREFIX)).count());
+    if nginx_compat {
+        let translation = nginx::translate(annotations);
+        for note in &translation.notes {
+            let field = format!("metadata.annotations[{:?}]", note.annotation);
+            match note.support {
+                nginx::Support::Refused => problems.push((field, note.message.clone())),
+                nginx::Support::Unsupported => {
+                    report.warning(Reason::UnsupportedAnnotation, field, note.message.clone())
+                }
+                _ => report.warning(Reason::TranslatedAnnotation, field, note.message.clone()),
+            }
+        }
+        let (merged, taken) = spec.over(translation.spec);
+        spec = merged;
+        cookie_path_per_route = translation.cookie_path_per_route && taken.contains(&"loadBalancing");
+        from_nginx = taken;
+        let ssl_redirect_set = annotations.is_some_and(|a| a.contains_key(SSL_REDIRECT_ANNOTATION));
+        let has_tls = ingress.spec.as_ref().is_some_and(|s| s.tls.as_ref().is_some_and(|t| !t.is_empty()));
+        if !ssl_redirect_set && has_tls && translation.ssl_redirect == Some(true) {
+            // ingress-nginx's default: plain HTTP to a host with a certificate is redirected.
+            claimant.https_redirect = Some(format!(
+                "metadata.annotations[\"{}ssl-redirect\"] (true by default with spec.tls)",
+                nginx::NGINX_PREFIX
+            ));
+        }
+    } else if nginx_keys > 0 {
+        let message = format!(
+            "{nginx_keys} {}… annotation(s) ignored: start wsgate with --nginx-compat to translate them (`wsgate \
+             migrate` shows how each one would be)",
+            nginx::NGINX_PREFIX
+        );
+        report.warning(Reason::UnsupportedAnnotation, "metadata.annotations".to_string(), message);
+    }
     let mut policy_problems = Vec::new();
-    let policy = policy::compile_policy(&annotated.spec, &mut policy_problems);
-    problems.extend(policy_problems.into_iter().map(|(field, message)| (FieldSite::Annotations.name(&field), message)));
+    let policy = policy::compile_policy(&spec, &mut policy_problems);
+    problems.extend(policy_problems.into_iter().map(|(field, message)| {
+        let nginx = from_nginx.iter().any(|taken| field.starts_with(taken));
+        let field = if nginx {
+            format!("metadata.annotations ({}… annotations, translated to {field})", nginx::NGINX_PREFIX)
+        } else {
+            FieldSite::Annotations.name(&field)
+        };
+        (field, message)
+    }));
     if !problems.is_empty() {
         // why fail closed: serving the Ingress without a policy its author asked for (an Origin
         // allow-list, a connection cap) would silently turn that protection off.
@@ -187,8 +255,24 @@ pub(super) fn compile_ingress(
     }
     for candidate in claimant.routes.iter_mut().chain(claimant.default_backend.as_mut()) {
         candidate.route.policy = policy.clone();
+        if cookie_path_per_route {
+            cookie_path_from_route(&mut candidate.route);
+        }
     }
     claimant
+}
+
+/// ingress-nginx's default affinity cookie path: the path of the route (`/` for a regular expression,
+/// which is no cookie path).
+fn cookie_path_from_route(route: &mut Route) {
+    if let LoadBalancing::ConsistentHash(HashPolicy { on: HashOn::Cookie(cookie), .. }) =
+        &mut route.policy.load_balancing
+    {
+        cookie.path = match route.path.kind {
+            PathKind::Exact | PathKind::Prefix => route.path.value.clone(),
+            PathKind::RegularExpression => "/".to_string(),
+        };
+    }
 }
 
 /// Reads the `wsgate.dev/ssl-redirect` annotation: `"true"` asks for the redirect (the field is

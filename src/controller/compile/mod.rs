@@ -21,6 +21,7 @@ pub mod conditions;
 pub mod duration;
 mod ingress;
 mod matchers;
+pub mod nginx;
 pub mod policy;
 pub mod tls;
 mod websocketroute;
@@ -50,11 +51,17 @@ pub const CONTROLLER_NAME: &str = "wsgate.dev/ingress-controller";
 pub struct CompileOptions {
     /// Ingresses with this `spec.ingressClassName` (or legacy `kubernetes.io/ingress.class` annotation) are ours.
     pub ingress_class: String,
+    /// Translate `nginx.ingress.kubernetes.io/` annotations (see `nginx.rs`); without it they are
+    /// reported as ignored.
+    pub nginx_compat: bool,
+    /// Other controllers' IngressClass names whose Ingresses are served too (`nginx`, for a
+    /// side-by-side migration); their status is not written.
+    pub watch_ingress_classes: Vec<String>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { ingress_class: "wsgate".to_string() }
+        CompileOptions { ingress_class: "wsgate".to_string(), nginx_compat: false, watch_ingress_classes: Vec::new() }
     }
 }
 
@@ -74,9 +81,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
 
     let classes = ingress::ClassSelector::new(&snapshot.ingress_classes, options);
     for object in &snapshot.ingresses {
-        if classes.selects(object) {
-            let claimant = ingress::compile_ingress(object, &index, &mut diagnostics);
-            ingresses.push(claimant.object.clone());
+        let selected = classes.selects(object);
+        if selected != ingress::Selected::No {
+            let claimant = ingress::compile_ingress(object, &index, options.nginx_compat, &mut diagnostics);
+            if selected == ingress::Selected::Ours {
+                ingresses.push(claimant.object.clone());
+            }
             claimants.push(claimant);
         }
     }

@@ -88,6 +88,37 @@ pub(super) struct PolicySpec {
     pub rebalance: Option<RebalanceSpec>,
 }
 
+impl PolicySpec {
+    /// These fields, with each one left unset taken from `under` instead; also returns the logical names
+    /// of the fields taken (`timeouts.idle`, `loadBalancing`, …), so problems in them can be named.
+    pub fn over(mut self, under: PolicySpec) -> (PolicySpec, Vec<&'static str>) {
+        let mut taken = Vec::new();
+        fn take<T>(slot: &mut Option<T>, from: Option<T>, name: &'static str, taken: &mut Vec<&'static str>) {
+            if slot.is_none() && from.is_some() {
+                *slot = from;
+                taken.push(name);
+            }
+        }
+        let t = &mut taken;
+        take(&mut self.timeouts.handshake, under.timeouts.handshake, "timeouts.handshake", t);
+        take(&mut self.timeouts.idle, under.timeouts.idle, "timeouts.idle", t);
+        take(&mut self.timeouts.max_lifetime, under.timeouts.max_lifetime, "timeouts.maxLifetime", t);
+        take(&mut self.load_balancing, under.load_balancing, "loadBalancing", t);
+        if self.allowed_origins.is_empty() && !under.allowed_origins.is_empty() {
+            self.allowed_origins = under.allowed_origins;
+            t.push("allowedOrigins");
+        }
+        take(&mut self.allow_missing_origin, under.allow_missing_origin, "allowMissingOrigin", t);
+        take(&mut self.subprotocols, under.subprotocols, "subprotocols", t);
+        take(&mut self.limits, under.limits, "limits", t);
+        take(&mut self.keepalive, under.keepalive, "keepalive", t);
+        take(&mut self.max_message_bytes, under.max_message_bytes, "maxMessageBytes", t);
+        take(&mut self.drain, under.drain, "drain", t);
+        take(&mut self.rebalance, under.rebalance, "rebalance", t);
+        (self, taken)
+    }
+}
+
 /// Where a policy field was written: in a WebSocketRoute spec or in Ingress annotations.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum FieldSite {

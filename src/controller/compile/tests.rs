@@ -212,12 +212,34 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/controller/compile/testdata")
 }
 
+/// `testdata/<case>/options.yaml`, when present: `{nginxCompat: bool, watchIngressClasses: [..]}`.
+fn case_options(case: &Path) -> Result<CompileOptions, String> {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Options {
+        #[serde(default)]
+        nginx_compat: bool,
+        #[serde(default)]
+        watch_ingress_classes: Vec<String>,
+    }
+    let file = case.join("options.yaml");
+    let options: Options = match std::fs::read_to_string(&file) {
+        Ok(text) => serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?,
+        Err(_) => Options::default(),
+    };
+    Ok(CompileOptions {
+        nginx_compat: options.nginx_compat,
+        watch_ingress_classes: options.watch_ingress_classes,
+        ..CompileOptions::default()
+    })
+}
+
 /// Runs one case; returns an error text on mismatch.
 fn run_case(case: &Path, update: bool) -> Result<(), String> {
     let loaded = load_files(&[case.join("input.yaml")]);
     let load_errors: Vec<String> =
         loaded.errors.iter().map(|e| format!("document {}: {}", e.document.unwrap_or(0), e.message)).collect();
-    let options = CompileOptions::default();
+    let options = case_options(case)?;
     let compiled = compile(&loaded.snapshot, &options);
     let actual = golden(&load_errors, &compiled);
 

@@ -1,0 +1,712 @@
+//! ingress-nginx annotations (`nginx.ingress.kubernetes.io/…`) under `--nginx-compat`: translated into
+//! the same [`PolicySpec`] the `wsgate.dev/` annotations and the WebSocketRoute fields fill, with
+//! ingress-nginx's meaning and units, and every annotation that is not translated reported.
+//!
+//! ```text
+//!   metadata.annotations["nginx.ingress.kubernetes.io/…"]
+//!        │  NGINX_ANNOTATIONS: one row per annotation (or family): how wsgate supports it
+//!        ▼
+//!   translate() ─► PolicySpec (the fields below)  +  Notes (what differs, what is not translated)
+//!                      │ wsgate.dev/ annotations set on the same Ingress win, field by field
+//!                      ▼
+//!                  compile_policy (the one validation)
+//! ```
+//!
+//! The table is also what `docs/migrating-from-ingress-nginx.md` is generated from (see
+//! [`markdown_table`]) and what `wsgate migrate` reports per Ingress. Snippets are never executed.
+//!
+//! How ingress-nginx treats a value it cannot parse decides what wsgate does with it: where
+//! ingress-nginx falls back to its default (timeouts, affinity), wsgate does too and warns; where it
+//! rejects the Ingress (limits, hash keys, load-balance), the Ingress is not served.
+
+use std::collections::BTreeMap;
+
+use super::policy::PolicySpec;
+use crate::crd::{
+    AffinityCookie, ConnectionLimits, HashOnSpec, HashOnType, LoadBalancingPolicy, LoadBalancingSpec, SameSiteSpec,
+};
+
+/// Prefix of ingress-nginx's annotations.
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// ingress-nginx's default session cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "INGRESSCOOKIE";
+
+/// ingress-nginx's default `limit-burst-multiplier`.
+const DEFAULT_BURST_MULTIPLIER: u32 = 5;
+
+/// The load bound that stands for `affinity-mode: persistent`: the largest wsgate accepts, so an
+/// endpoint keeps its cookies until it is ten times over the mean.
+const PERSISTENT_LOAD_BOUND_PERCENT: u32 = 1000;
+
+/// How wsgate supports one ingress-nginx annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Support {
+    /// Translated, with ingress-nginx's meaning.
+    Same,
+    /// Translated; what differs is in the note.
+    Differs,
+    /// Accepted and changes nothing (the note says why that is right).
+    NoEffect,
+    /// Not translated; the Ingress is served without it (the note gives the nearest wsgate field, or
+    /// why there is none).
+    Unsupported,
+    /// Not translated, and serving the Ingress without it would drop a protection or send traffic
+    /// where its author did not want it: the Ingress is not served.
+    Refused,
+}
+
+impl Support {
+    /// As the migration page and `wsgate migrate` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Support::Same => "supported",
+            Support::Differs => "differs",
+            Support::NoEffect => "accepted, no effect",
+            Support::Unsupported => "not supported",
+            Support::Refused => "not supported (Ingress not served)",
+        }
+    }
+}
+
+/// One row of the table: an annotation (without the prefix), or a family ending in `*`.
+#[derive(Debug, Clone, Copy)]
+pub struct NginxAnnotation {
+    pub name: &'static str,
+    pub support: Support,
+    /// The wsgate field it maps to (a WebSocketRoute path), or the nearest one; `""` when none.
+    pub field: &'static str,
+    pub note: &'static str,
+}
+
+const fn row(name: &'static str, support: Support, field: &'static str, note: &'static str) -> NginxAnnotation {
+    NginxAnnotation { name, support, field, note }
+}
+
+use Support::{Differs, NoEffect, Refused, Same, Unsupported};
+
+/// Every ingress-nginx annotation wsgate knows, in the order of the migration page.
+pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
+    row(
+        "proxy-read-timeout",
+        Differs,
+        "timeouts.idle",
+        "whole seconds, as in ingress-nginx; the larger of proxy-read-timeout and proxy-send-timeout. wsgate's idle \
+         timeout counts both directions: a WebSocket closes after that long with no bytes either way (ingress-nginx \
+         closed it when the backend alone was silent that long). Without it, wsgate's default is 1h, not \
+         ingress-nginx's 60s",
+    ),
+    row(
+        "proxy-send-timeout",
+        Differs,
+        "timeouts.idle",
+        "whole seconds; see proxy-read-timeout (wsgate has one idle timeout for both directions)",
+    ),
+    row(
+        "proxy-connect-timeout",
+        Differs,
+        "timeouts.handshake",
+        "whole seconds; wsgate's handshake timeout covers connecting to the backend and its answer to the WebSocket \
+         handshake (the TCP connect alone is capped at 3s)",
+    ),
+    row(
+        "affinity",
+        Same,
+        "loadBalancing.hashOn (type Cookie)",
+        "`cookie`: consistent hashing on a cookie wsgate sets on the first answer (HttpOnly, as ingress-nginx's)",
+    ),
+    row(
+        "affinity-mode",
+        Differs,
+        "loadBalancing.loadBoundPercent",
+        "`balanced` (the default) keeps the bounded-load default (+25%); `persistent` sets the bound to +1000%, so a \
+         cookie moves only from an endpoint ten times over the mean (ingress-nginx never moves it)",
+    ),
+    row("session-cookie-name", Same, "loadBalancing.hashOn.name", "default INGRESSCOOKIE, as in ingress-nginx"),
+    row(
+        "session-cookie-path",
+        Same,
+        "loadBalancing.hashOn.cookie.path",
+        "default: the Ingress path the route came from, as in ingress-nginx (`/` for a regular-expression path)",
+    ),
+    row("session-cookie-max-age", Same, "loadBalancing.hashOn.cookie.maxAge", "whole seconds"),
+    row(
+        "session-cookie-expires",
+        Differs,
+        "loadBalancing.hashOn.cookie.maxAge",
+        "whole seconds; written as Max-Age (which browsers prefer over Expires) when session-cookie-max-age is not set",
+    ),
+    row("session-cookie-samesite", Same, "loadBalancing.hashOn.cookie.sameSite", "None, Lax or Strict"),
+    row(
+        "session-cookie-secure",
+        Differs,
+        "loadBalancing.hashOn.cookie.secure",
+        "`true` sets Secure. Without it ingress-nginx set Secure on answers over HTTPS only; wsgate sets it never",
+    ),
+    row(
+        "session-cookie-conditional-samesite-none",
+        Unsupported,
+        "loadBalancing.hashOn.cookie.sameSite",
+        "wsgate does not sniff user agents; SameSite is sent as configured",
+    ),
+    row(
+        "session-cookie-change-on-failure",
+        Unsupported,
+        "",
+        "wsgate does not retry a handshake on another endpoint; a client whose endpoint is gone gets a new one by the \
+         hash ring",
+    ),
+    row(
+        "session-cookie-domain",
+        Unsupported,
+        "loadBalancing.hashOn.cookie",
+        "the affinity cookie is a host-only cookie",
+    ),
+    row("affinity-canary-behavior", Unsupported, "", "canary Ingresses are not translated yet"),
+    row(
+        "upstream-hash-by",
+        Same,
+        "loadBalancing.hashOn",
+        "`$remote_addr` (source IP), `$http_NAME` (a header), `$cookie_NAME` (a cookie, which wsgate sets when \
+         missing), `$arg_NAME` (a query parameter); other keys and combinations are refused",
+    ),
+    row(
+        "upstream-hash-by-subset",
+        Unsupported,
+        "loadBalancing.loadBoundPercent",
+        "wsgate hashes to one endpoint, with a load bound instead of a subset",
+    ),
+    row("upstream-hash-by-subset-size", Unsupported, "", "see upstream-hash-by-subset"),
+    row(
+        "load-balance",
+        Differs,
+        "loadBalancing.policy",
+        "`round_robin` → RoundRobin; `ewma` → LeastConnections (the nearest: wsgate has no latency-weighted \
+         choice). Without it wsgate's default is LeastConnections, not round robin",
+    ),
+    row(
+        "limit-connections",
+        Differs,
+        "limits.maxConnectionsPerClient",
+        "open WebSockets per client IP on each route of the Ingress (plain HTTP requests are not counted); above it \
+         wsgate answers 429, not 503",
+    ),
+    row(
+        "limit-rps",
+        Differs,
+        "limits.handshakesPerSecondPerClient",
+        "WebSocket handshakes per second per client IP, burst limit-rps × limit-burst-multiplier (plain HTTP \
+         requests are not limited); above it wsgate answers 429 with Retry-After, not 503",
+    ),
+    row("limit-burst-multiplier", Same, "limits.handshakeBurstPerClient", "default 5, with limit-rps"),
+    row(
+        "limit-rpm",
+        Unsupported,
+        "limits.handshakesPerSecondPerClient",
+        "wsgate's rates are per second: write limit-rps, or the field",
+    ),
+    row("limit-allowlist", Unsupported, "", "wsgate's limits have no exempt addresses"),
+    row("limit-whitelist", Unsupported, "", "see limit-allowlist"),
+    row(
+        "whitelist-source-range",
+        Refused,
+        "",
+        "source allow-lists are not translated yet: serving without one would open the Ingress to everyone",
+    ),
+    row("allowlist-source-range", Refused, "", "see whitelist-source-range"),
+    row("denylist-source-range", Refused, "", "see whitelist-source-range"),
+    row(
+        "canary",
+        Refused,
+        "rules[].backends[].weight, rules[].matches[].headers",
+        "canary Ingresses are not translated yet: served as an Ingress of its own, a canary would take its host \
+         and path from the main Ingress",
+    ),
+    row("canary-weight", Refused, "rules[].backends[].weight", "see canary"),
+    row("canary-weight-total", Refused, "rules[].backends[].weight", "see canary"),
+    row("canary-by-header", Refused, "rules[].matches[].headers", "see canary"),
+    row("canary-by-header-value", Refused, "rules[].matches[].headers", "see canary"),
+    row("canary-by-header-pattern", Refused, "rules[].matches[].headers", "see canary"),
+    row("canary-by-cookie", Refused, "rules[].matches[].headers", "see canary"),
+    row(
+        "backend-protocol",
+        Differs,
+        "",
+        "`HTTP` (the default) and `AUTO_HTTP` are served over HTTP/1.1; `HTTPS`, `GRPC`, `GRPCS` and `FCGI` are \
+         refused: wsgate does not speak them to backends yet",
+    ),
+    row(
+        "ssl-redirect",
+        Same,
+        "tls.redirect",
+        "on by default for an Ingress with spec.tls, as in ingress-nginx: plain HTTP to its hosts with a usable \
+         certificate gets 308 to https:// (WebSocket handshakes too); `false` turns it off",
+    ),
+    row("force-ssl-redirect", Unsupported, "tls.redirect", "wsgate redirects only hosts it has a certificate for"),
+    row(
+        "proxy-body-size",
+        Unsupported,
+        "",
+        "not translated yet: wsgate sets no limit on plain HTTP request bodies (ingress-nginx's default was 1m)",
+    ),
+    row("enable-cors", Unsupported, "", "CORS is not translated yet: wsgate adds no CORS headers"),
+    row("cors-allow-origin", Unsupported, "", "see enable-cors"),
+    row("cors-allow-methods", Unsupported, "", "see enable-cors"),
+    row("cors-allow-headers", Unsupported, "", "see enable-cors"),
+    row("cors-expose-headers", Unsupported, "", "see enable-cors"),
+    row("cors-allow-credentials", Unsupported, "", "see enable-cors"),
+    row("cors-max-age", Unsupported, "", "see enable-cors"),
+    row(
+        "rewrite-target",
+        Refused,
+        "",
+        "path rewriting is not translated yet: the backend would get paths it does not serve",
+    ),
+    row(
+        "use-regex",
+        Refused,
+        "",
+        "ingress-nginx's regular-expression paths (case-insensitive prefix matches, for every path of the host) are \
+         not translated yet",
+    ),
+    row("app-root", Unsupported, "", "not translated yet: `/` is proxied, not redirected"),
+    row(
+        "permanent-redirect",
+        Refused,
+        "",
+        "redirect-only Ingresses are not translated yet: the backend would be served instead of the redirect",
+    ),
+    row("permanent-redirect-code", Refused, "", "see permanent-redirect"),
+    row("temporal-redirect", Refused, "", "see permanent-redirect"),
+    row("temporal-redirect-code", Refused, "", "see permanent-redirect"),
+    row("upstream-vhost", Unsupported, "", "not translated yet: the backend gets the client's Host header"),
+    row("x-forwarded-prefix", Unsupported, "", "not translated yet"),
+    row(
+        "proxy-buffering",
+        NoEffect,
+        "",
+        "wsgate streams requests and responses and never buffers a WebSocket, whatever the value",
+    ),
+    row("proxy-request-buffering", NoEffect, "", "see proxy-buffering"),
+    row("proxy-buffer-size", NoEffect, "", "see proxy-buffering"),
+    row("proxy-buffers-number", NoEffect, "", "see proxy-buffering"),
+    row("proxy-http-version", NoEffect, "", "wsgate speaks HTTP/1.1 to backends, which WebSockets need"),
+    row(
+        "websocket-services",
+        NoEffect,
+        "",
+        "every wsgate route proxies WebSocket upgrades (this key came from the nginx.org controller; ingress-nginx \
+         ignored it too)",
+    ),
+    row(
+        "configuration-snippet",
+        Unsupported,
+        "",
+        "raw nginx configuration is never executed by wsgate (snippets let any Ingress author run configuration on \
+         the controller: CVE-2021-25742, CVE-2025-1974); write the policy as a wsgate field",
+    ),
+    row("server-snippet", Unsupported, "", "see configuration-snippet"),
+    row("stream-snippet", Unsupported, "", "see configuration-snippet"),
+    row(
+        "auth-*",
+        Refused,
+        "",
+        "wsgate does not authenticate requests: serving the Ingress would open what it protects. Put authentication \
+         in the application or in front of wsgate",
+    ),
+    row("satisfy", Refused, "", "see auth-*"),
+    row("enable-global-auth", NoEffect, "", "wsgate has no global authentication to opt out of"),
+    row(
+        "enable-modsecurity",
+        Unsupported,
+        "",
+        "wsgate has no web application firewall; the Ingress is served without one",
+    ),
+    row("enable-owasp-core-rules", Unsupported, "", "see enable-modsecurity"),
+    row("modsecurity-*", Unsupported, "", "see enable-modsecurity"),
+];
+
+/// The row for `name` (without the prefix): an exact row, else the family it belongs to.
+pub fn lookup(name: &str) -> Option<&'static NginxAnnotation> {
+    NGINX_ANNOTATIONS.iter().find(|row| row.name == name).or_else(|| {
+        NGINX_ANNOTATIONS.iter().find(|row| row.name.strip_suffix('*').is_some_and(|family| name.starts_with(family)))
+    })
+}
+
+/// What one annotation turned into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// The full annotation key.
+    pub annotation: String,
+    pub support: Support,
+    pub message: String,
+}
+
+/// The translation of one Ingress's ingress-nginx annotations.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Translation {
+    pub spec: PolicySpec,
+    /// One per annotation that is not simply translated (and one per bad value).
+    pub notes: Vec<Note>,
+    /// The affinity cookie's path was not set: each route's own path is used.
+    pub cookie_path_per_route: bool,
+    /// `ssl-redirect` asked for, or left at its default: `Some(true)`; `"false"`: `Some(false)`.
+    pub ssl_redirect: Option<bool>,
+}
+
+impl Translation {
+    /// Whether an annotation makes the Ingress unservable.
+    #[cfg(test)]
+    pub fn refused(&self) -> bool {
+        self.notes.iter().any(|note| note.support == Support::Refused)
+    }
+}
+
+/// Translates the `nginx.ingress.kubernetes.io/` annotations of one Ingress.
+pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Translation {
+    let mut out = Translation::default();
+    let Some(annotations) = annotations else { return out };
+    let get = |name: &str| annotations.get(&format!("{NGINX_PREFIX}{name}")).map(|v| v.trim());
+    let key = |name: &str| format!("{NGINX_PREFIX}{name}");
+    let mut notes = Notes::default();
+
+    // Every annotation present gets its row's verdict; translated ones are read below.
+    for (full, value) in annotations.range(NGINX_PREFIX.to_string()..) {
+        let Some(name) = full.strip_prefix(NGINX_PREFIX) else { break };
+        match lookup(name) {
+            None => notes.add(
+                name,
+                Support::Unsupported,
+                format!("{full} is not an ingress-nginx annotation wsgate knows; it is ignored"),
+            ),
+            Some(row) if row.support == Support::Same => {}
+            // Read below: their notes depend on the value.
+            Some(row) if matches!(row.name, "backend-protocol" | "load-balance") => {}
+            Some(row) => {
+                let nearest =
+                    if row.field.is_empty() { String::new() } else { format!(" (wsgate field: {})", row.field) };
+                let message = match row.support {
+                    Support::Differs => format!("{full}: {}{nearest}", row.note),
+                    Support::NoEffect => format!("{full}: accepted, no effect: {}", row.note),
+                    _ if value.trim().is_empty() && row.support != Support::Refused => continue,
+                    _ => format!("{full} is not supported: {}{nearest}", row.note),
+                };
+                notes.add(name, row.support, message);
+            }
+        }
+    }
+
+    let seconds = |name: &str, notes: &mut Notes| -> Option<u64> {
+        let value = get(name)?;
+        match value.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                notes.fallback(name, value, "whole seconds, e.g. \"3600\"");
+                None
+            }
+        }
+    };
+
+    // Timeouts: idle is the larger of read and send (wsgate's counts both ways).
+    let read = seconds("proxy-read-timeout", &mut notes);
+    let send = seconds("proxy-send-timeout", &mut notes);
+    if let Some(idle) = read.max(send) {
+        out.spec.timeouts.idle = Some(format!("{idle}s"));
+    }
+    if let Some(connect) = seconds("proxy-connect-timeout", &mut notes) {
+        out.spec.timeouts.handshake = Some(format!("{connect}s"));
+    }
+
+    // Load balancing: affinity > upstream-hash-by > load-balance, as in ingress-nginx.
+    let mut lb: Option<LoadBalancingSpec> = None;
+    match get("affinity") {
+        Some("cookie") => {
+            let name = get("session-cookie-name").filter(|n| !n.is_empty()).unwrap_or(DEFAULT_COOKIE_NAME);
+            let mut cookie = AffinityCookie::default();
+            match get("session-cookie-path").filter(|p| !p.is_empty()) {
+                Some(path) => cookie.path = Some(path.to_string()),
+                None => out.cookie_path_per_route = true,
+            }
+            let max_age = seconds("session-cookie-max-age", &mut notes);
+            let expires = seconds("session-cookie-expires", &mut notes);
+            cookie.max_age = max_age.or(expires).map(|s| format!("{s}s"));
+            if let Some(same_site) = get("session-cookie-samesite") {
+                match same_site.to_ascii_lowercase().as_str() {
+                    "none" => cookie.same_site = Some(SameSiteSpec::None),
+                    "lax" => cookie.same_site = Some(SameSiteSpec::Lax),
+                    "strict" => cookie.same_site = Some(SameSiteSpec::Strict),
+                    _ => notes.fallback("session-cookie-samesite", same_site, "None, Lax or Strict"),
+                }
+            }
+            match get("session-cookie-secure") {
+                Some(v) if parse_bool(v) == Some(true) => cookie.secure = Some(true),
+                Some(v) if parse_bool(v).is_none() => notes.fallback("session-cookie-secure", v, "true or false"),
+                _ => {}
+            }
+            let mut spec = LoadBalancingSpec {
+                policy: LoadBalancingPolicy::ConsistentHash,
+                hash_on: Some(HashOnSpec {
+                    kind: HashOnType::Cookie,
+                    name: Some(name.to_string()),
+                    cookie: Some(cookie),
+                }),
+                load_bound_percent: None,
+            };
+            match get("affinity-mode") {
+                None | Some("" | "balanced") => {}
+                Some("persistent") => spec.load_bound_percent = Some(PERSISTENT_LOAD_BOUND_PERCENT),
+                Some(other) => notes.fallback("affinity-mode", other, "balanced or persistent"),
+            }
+            lb = Some(spec);
+        }
+        Some(other) => notes.fallback("affinity", other, "cookie (the only affinity ingress-nginx has)"),
+        None => {}
+    }
+    if let Some(by) = get("upstream-hash-by")
+        && !by.is_empty()
+    {
+        match hash_key(by) {
+            Ok(hash_on) if lb.is_none() => {
+                lb = Some(LoadBalancingSpec {
+                    policy: LoadBalancingPolicy::ConsistentHash,
+                    hash_on: Some(hash_on),
+                    load_bound_percent: None,
+                })
+            }
+            Ok(_) => {}
+            Err(message) => notes.add("upstream-hash-by", Support::Refused, message),
+        }
+    }
+    if let Some(balance) = get("load-balance").filter(|v| !v.is_empty()) {
+        let policy = match balance.to_ascii_lowercase().as_str() {
+            "round_robin" => Ok((LoadBalancingPolicy::RoundRobin, None)),
+            "ewma" => Ok((
+                LoadBalancingPolicy::LeastConnections,
+                Some("`ewma` is translated to LeastConnections, the nearest wsgate has (no latency-weighted choice)"),
+            )),
+            other => Err(format!(
+                "{} {other:?} has no wsgate equivalent (round_robin and ewma have; ingress-nginx refuses values it \
+                 does not know too)",
+                key("load-balance")
+            )),
+        };
+        match policy {
+            Ok((policy, differs)) => {
+                if let Some(differs) = differs {
+                    notes.add("load-balance", Support::Differs, format!("{}: {differs}", key("load-balance")));
+                }
+                if lb.is_none() {
+                    lb = Some(LoadBalancingSpec { policy, hash_on: None, load_bound_percent: None });
+                }
+            }
+            Err(message) => notes.add("load-balance", Support::Refused, message),
+        }
+    }
+    out.spec.load_balancing = lb;
+
+    // Limits (ingress-nginx refuses an Ingress whose limit is not a number).
+    let mut limits = ConnectionLimits::default();
+    let mut count = |name: &str| -> Option<u32> {
+        let value = get(name).filter(|v| !v.is_empty())?;
+        match value.parse::<u32>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                let message =
+                    format!("{} must be a whole number, not {value:?} (ingress-nginx refuses it too)", key(name));
+                notes.add(name, Support::Refused, message);
+                None
+            }
+        }
+    };
+    limits.max_connections_per_client = count("limit-connections");
+    if let Some(rps) = count("limit-rps") {
+        let multiplier = count("limit-burst-multiplier").unwrap_or(DEFAULT_BURST_MULTIPLIER);
+        limits.handshakes_per_second_per_client = Some(rps);
+        limits.handshake_burst_per_client = Some(rps.saturating_mul(multiplier));
+    }
+    if limits.max_connections_per_client.is_some() || limits.handshakes_per_second_per_client.is_some() {
+        out.spec.limits = Some(limits);
+    }
+
+    // Backend protocol: only HTTP is spoken to backends.
+    if let Some(protocol) = get("backend-protocol").filter(|v| !v.is_empty()) {
+        match protocol.to_ascii_uppercase().as_str() {
+            "HTTP" => {}
+            "AUTO_HTTP" => notes.add(
+                "backend-protocol",
+                Support::Differs,
+                format!(
+                    "{}: AUTO_HTTP is served over HTTP/1.1 (wsgate does not speak TLS to backends yet)",
+                    key("backend-protocol")
+                ),
+            ),
+            other => notes.add(
+                "backend-protocol",
+                Support::Refused,
+                format!(
+                    "{} {other} is not supported: wsgate speaks only HTTP/1.1 to backends yet, and the backend would \
+                     not understand it",
+                    key("backend-protocol")
+                ),
+            ),
+        }
+    }
+
+    match get("ssl-redirect") {
+        None => out.ssl_redirect = Some(true),
+        Some(v) => match parse_bool(v) {
+            Some(on) => out.ssl_redirect = Some(on),
+            None => {
+                notes.fallback("ssl-redirect", v, "true or false");
+                out.ssl_redirect = Some(true);
+            }
+        },
+    }
+
+    // A value that was not read needs no note on how it would have been translated.
+    let fell_back: Vec<String> = notes
+        .0
+        .iter()
+        .filter(|n| n.message.contains("; ignored, as ingress-nginx does"))
+        .map(|n| n.annotation.clone())
+        .collect();
+    notes.0.retain(|n| !(matches!(n.support, Support::Differs | Support::Same) && fell_back.contains(&n.annotation)));
+    out.notes = notes.0;
+    out
+}
+
+/// The notes of one translation.
+#[derive(Default)]
+struct Notes(Vec<Note>);
+
+impl Notes {
+    fn add(&mut self, name: &str, support: Support, message: String) {
+        self.0.push(Note { annotation: format!("{NGINX_PREFIX}{name}"), support, message });
+    }
+
+    /// A value ingress-nginx would fall back from: the same here, said so.
+    fn fallback(&mut self, name: &str, value: &str, form: &str) {
+        let message = format!("{NGINX_PREFIX}{name} must be {form}, not {value:?}; ignored, as ingress-nginx does");
+        self.add(name, Support::Unsupported, message);
+    }
+}
+
+/// ingress-nginx's booleans (Go's `ParseBool`).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// An `upstream-hash-by` key as a wsgate hash key: one nginx variable, `$name` or `${name}`.
+fn hash_key(value: &str) -> Result<HashOnSpec, String> {
+    let refuse = |why: &str| {
+        format!(
+            "{NGINX_PREFIX}upstream-hash-by {value:?} {why}; wsgate hashes on $remote_addr, $http_NAME, $cookie_NAME \
+             or $arg_NAME (loadBalancing.hashOn), and serving the Ingress without its key would lose its clients' \
+             stickiness"
+        )
+    };
+    let variable = value.strip_prefix('$').ok_or_else(|| refuse("is not an nginx variable"))?;
+    let variable = match variable.strip_prefix('{') {
+        Some(inner) => inner.strip_suffix('}').ok_or_else(|| refuse("is not one nginx variable"))?,
+        None => variable,
+    };
+    if variable.is_empty() || !variable.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(refuse("is not one nginx variable"));
+    }
+    let named = |kind: HashOnType, name: &str| HashOnSpec { kind, name: Some(name.to_string()), cookie: None };
+    if matches!(variable, "remote_addr" | "binary_remote_addr") {
+        return Ok(HashOnSpec { kind: HashOnType::SourceIp, name: None, cookie: None });
+    }
+    if let Some(header) = variable.strip_prefix("http_").filter(|n| !n.is_empty()) {
+        // nginx's $http_ variables name a header in lower case with `_` for `-`.
+        return Ok(named(HashOnType::Header, &header.to_ascii_lowercase().replace('_', "-")));
+    }
+    if let Some(cookie) = variable.strip_prefix("cookie_").filter(|n| !n.is_empty()) {
+        return Ok(named(HashOnType::Cookie, cookie));
+    }
+    if let Some(arg) = variable.strip_prefix("arg_").filter(|n| !n.is_empty()) {
+        return Ok(named(HashOnType::QueryParam, arg));
+    }
+    Err(refuse("has no wsgate equivalent"))
+}
+
+/// The migration page's annotation table, generated from [`NGINX_ANNOTATIONS`].
+pub fn markdown_table() -> String {
+    let mut out = String::from("| annotation | wsgate | field | notes |\n|---|---|---|---|\n");
+    for row in NGINX_ANNOTATIONS {
+        let field = if row.field.is_empty() { "—".to_string() } else { format!("`{}`", row.field) };
+        out.push_str(&format!("| `{}` | {} | {field} | {} |\n", row.name, row.support.as_str(), row.note));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (format!("{NGINX_PREFIX}{k}"), v.to_string())).collect()
+    }
+
+    #[test]
+    fn every_row_is_found_by_its_name_and_families_by_prefix() {
+        for row in NGINX_ANNOTATIONS {
+            let name = row.name.replace('*', "url");
+            assert_eq!(lookup(&name).map(|r| r.name), Some(row.name), "{name}");
+        }
+        assert_eq!(lookup("auth-tls-secret").map(|r| r.support), Some(Support::Refused));
+        assert_eq!(lookup("modsecurity-snippet").map(|r| r.support), Some(Support::Unsupported));
+        assert!(lookup("no-such-thing").is_none());
+    }
+
+    #[test]
+    fn read_and_send_timeouts_become_one_idle_timeout_the_larger_of_the_two() {
+        let t = translate(Some(&annotations(&[("proxy-read-timeout", "3600"), ("proxy-send-timeout", "600")])));
+        assert_eq!(t.spec.timeouts.idle.as_deref(), Some("3600s"));
+        assert!(t.notes.iter().all(|n| n.support == Support::Differs), "{:?}", t.notes);
+        let bad = translate(Some(&annotations(&[("proxy-read-timeout", "60s")])));
+        assert_eq!(bad.spec.timeouts.idle, None, "ingress-nginx ignores a value with a unit");
+        assert!(bad.notes.iter().any(|n| n.message.contains("whole seconds")), "{:?}", bad.notes);
+        assert!(!bad.refused());
+    }
+
+    #[test]
+    fn cookie_affinity_takes_ingress_nginx_defaults() {
+        let t = translate(Some(&annotations(&[("affinity", "cookie"), ("session-cookie-expires", "172800")])));
+        let lb = t.spec.load_balancing.expect("affinity sets load balancing");
+        assert_eq!(lb.policy, LoadBalancingPolicy::ConsistentHash);
+        let hash_on = lb.hash_on.expect("a hash key");
+        assert_eq!(hash_on.name.as_deref(), Some(DEFAULT_COOKIE_NAME));
+        let cookie = hash_on.cookie.expect("cookie attributes");
+        assert_eq!(cookie.max_age.as_deref(), Some("172800s"));
+        assert_eq!(cookie.path, None);
+        assert!(t.cookie_path_per_route, "the cookie path defaults to the route's path");
+    }
+
+    #[test]
+    fn hash_keys_map_onto_wsgate_keys_and_others_refuse_the_ingress() {
+        let kind = |v: &str| hash_key(v).map(|h| (h.kind, h.name));
+        assert_eq!(kind("$remote_addr"), Ok((HashOnType::SourceIp, None)));
+        assert_eq!(kind("$http_x_user_id"), Ok((HashOnType::Header, Some("x-user-id".into()))));
+        assert_eq!(kind("${cookie_session}"), Ok((HashOnType::Cookie, Some("session".into()))));
+        assert_eq!(kind("$arg_room"), Ok((HashOnType::QueryParam, Some("room".into()))));
+        assert!(kind("$request_uri$host").is_err());
+        assert!(kind("$request_uri").is_err());
+        let t = translate(Some(&annotations(&[("upstream-hash-by", "$host")])));
+        assert!(t.refused());
+    }
+
+    #[test]
+    fn snippets_and_auth_are_reported_and_auth_refuses_the_ingress() {
+        let t = translate(Some(&annotations(&[("configuration-snippet", "more_set_headers \"X: y\";")])));
+        assert!(!t.refused());
+        assert!(t.notes.iter().any(|n| n.message.contains("never executed")), "{:?}", t.notes);
+        let t = translate(Some(&annotations(&[("auth-url", "http://auth.example/check")])));
+        assert!(t.refused());
+    }
+}
