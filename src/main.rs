@@ -32,6 +32,11 @@ enum Command {
     /// Load and compile a folder of manifests, print every problem, and exit 1 if any is an error. With
     /// --explain HOST PATH, also print which route such a request would take, and why.
     Check(CheckArgs),
+    /// Review Ingresses written for ingress-nginx (a file, a folder, or - for standard input, e.g.
+    /// `kubectl get ingress -A -o yaml | wsgate migrate -`): per Ingress, what behaves the same, what
+    /// differs and why, and what is not supported, as YAML comments, followed by the equivalent
+    /// WebSocketRoutes. Exit code 0: the same; 1: differences; 2: unsupported annotations.
+    Migrate(MigrateArgs),
     /// Print the WebSocketRoute CustomResourceDefinition (the content of crds/).
     Crd,
     /// Print the RBAC rules the controller needs (what the Helm chart grants).
@@ -153,6 +158,12 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct MigrateArgs {
+    /// A manifest file, a folder of them, or - for standard input (a `kubectl get -o yaml` List works).
+    input: PathBuf,
+}
+
+#[derive(Args, Debug)]
 struct CheckArgs {
     /// Folder of manifests to check.
     dir: PathBuf,
@@ -230,6 +241,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(args) => check(&args),
+        Command::Migrate(args) => migrate(&args),
         Command::Run(args) => {
             telemetry::init(args.log.log_format, &args.log.log_level, args.access_log == AccessLog::On);
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -252,6 +264,35 @@ fn main() -> ExitCode {
 }
 
 /// `wsgate check DIR`: what file mode would serve, and what is wrong with it.
+fn migrate(args: &MigrateArgs) -> ExitCode {
+    use std::io::Read as _;
+    let loaded = if args.input.as_os_str() == "-" {
+        let mut text = String::new();
+        if let Err(error) = std::io::stdin().read_to_string(&mut text) {
+            eprintln!("error: cannot read standard input: {error}");
+            return ExitCode::from(2);
+        }
+        wsgate::controller::manifests::load_text(&args.input, &text)
+    } else if args.input.is_dir() {
+        match load_dir(&args.input) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        wsgate::controller::manifests::load_files(std::slice::from_ref(&args.input))
+    };
+    for error in &loaded.errors {
+        eprintln!("error: {error}");
+    }
+    let migration = wsgate::controller::compile::migrate::migrate(&loaded.snapshot);
+    print!("{}", migration.output);
+    let code = if loaded.errors.is_empty() { migration.exit_code } else { 2 };
+    ExitCode::from(code)
+}
+
 fn check(args: &CheckArgs) -> ExitCode {
     let loaded = match load_dir(&args.dir) {
         Ok(loaded) => loaded,

@@ -152,6 +152,13 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
     Ok(load_files(&files))
 }
 
+/// Reads manifests from `text` (named `name` in errors, e.g. `-` for standard input).
+pub fn load_text(name: &Path, text: &str) -> Loaded {
+    let mut loader = Loader::default();
+    loader.read_file(name, text);
+    loader.loaded
+}
+
 /// Reads the given files, in the given order, into one snapshot.
 pub fn load_files(files: &[PathBuf]) -> Loaded {
     let mut loader = Loader::default();

@@ -21,6 +21,7 @@ pub mod conditions;
 pub mod duration;
 mod ingress;
 mod matchers;
+pub mod migrate;
 pub mod nginx;
 pub mod policy;
 pub mod tls;

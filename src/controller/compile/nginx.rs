@@ -326,6 +326,20 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
     row("modsecurity-*", Unsupported, "", "see enable-modsecurity"),
 ];
 
+impl NginxAnnotation {
+    /// The note, with a `see other-row` reference replaced by that row's note.
+    pub fn explanation(&self) -> &'static str {
+        let referenced = self.note.strip_prefix("see ").and_then(|target| {
+            let name = target.split_whitespace().next()?;
+            NGINX_ANNOTATIONS.iter().find(|row| row.name == name)
+        });
+        match referenced {
+            Some(row) if !row.note.starts_with("see ") => row.note,
+            _ => self.note,
+        }
+    }
+}
+
 /// The row for `name` (without the prefix): an exact row, else the family it belongs to.
 pub fn lookup(name: &str) -> Option<&'static NginxAnnotation> {
     NGINX_ANNOTATIONS.iter().find(|row| row.name == name).or_else(|| {
@@ -385,11 +399,12 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
             Some(row) => {
                 let nearest =
                     if row.field.is_empty() { String::new() } else { format!(" (wsgate field: {})", row.field) };
+                let text = row.explanation();
                 let message = match row.support {
-                    Support::Differs => format!("{full}: {}{nearest}", row.note),
-                    Support::NoEffect => format!("{full}: accepted, no effect: {}", row.note),
+                    Support::Differs => format!("{full}: {text}{nearest}"),
+                    Support::NoEffect => format!("{full}: accepted, no effect: {text}"),
                     _ if value.trim().is_empty() && row.support != Support::Refused => continue,
-                    _ => format!("{full} is not supported: {}{nearest}", row.note),
+                    _ => format!("{full} is not supported: {text}{nearest}"),
                 };
                 notes.add(name, row.support, message);
             }
@@ -651,6 +666,22 @@ mod tests {
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (format!("{NGINX_PREFIX}{k}"), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_migration_page_shows_the_table_the_translator_uses() {
+        let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating-from-ingress-nginx.md");
+        let text = std::fs::read_to_string(&page).expect("docs/migrating-from-ingress-nginx.md");
+        let begin = "<!-- BEGIN annotation table (generated from src/controller/compile/nginx.rs) -->\n";
+        let end = "<!-- END annotation table -->";
+        let (head, rest) = text.split_once(begin).expect("the page has the BEGIN marker");
+        let (current, tail) = rest.split_once(end).expect("the page has the END marker");
+        let table = markdown_table();
+        if std::env::var_os("WSGATE_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+            std::fs::write(&page, format!("{head}{begin}{table}{end}{tail}")).expect("rewrite the page");
+            return;
+        }
+        assert_eq!(current, table, "the page's table is stale: rerun with WSGATE_UPDATE_GOLDEN=1");
     }
 
     #[test]
