@@ -168,8 +168,8 @@ impl Metrics {
             refused_total: IntCounterVec::new(
                 Opts::new(
                     "wsgate_refused_total",
-                    "Connections and WebSocket handshakes refused by a policy or limit, by reason (origin, \
-                     subprotocol, route_max_connections, client_max_connections, client_rate; max_connections \
+                    "Requests, connections and WebSocket handshakes refused by a policy or limit, by reason \
+                     (source_range, origin, subprotocol, route_max_connections, client_max_connections, client_rate; max_connections \
                      with route=\"\" for --max-connections at accept).",
                 ),
                 &["route", "reason"],

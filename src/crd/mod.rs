@@ -91,6 +91,13 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_missing_origin: Option<bool>,
 
+    /// Client addresses that may use this route at all, plain HTTP requests and WebSocket handshakes alike:
+    /// a request from an address in `deny`, or (when `allow` is set) from one not in `allow`, is answered
+    /// 403 before any backend is contacted. The client is the socket peer, or the address
+    /// `--trusted-proxies` and `X-Forwarded-For` give. Omitted: every client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ranges: Option<SourceRangesSpec>,
+
     /// The WebSocket subprotocols (`Sec-WebSocket-Protocol`) this route speaks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subprotocols: Option<Subprotocols>,
@@ -289,6 +296,20 @@ pub struct Timeouts {
     /// a TCP close, which clients see as an abnormal close (1006). Omitted: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<String>,
+}
+
+/// Client address blocks, as CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses (`203.0.113.7`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRangesSpec {
+    /// Only these clients are served (when not empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 64)))]
+    pub allow: Vec<String>,
+    /// These clients are refused, even inside an `allow` block.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 64)))]
+    pub deny: Vec<String>,
 }
 
 /// Load-balancing settings.

@@ -78,6 +78,8 @@ pub enum Refused {
     ClientMaxConnections,
     /// The client's handshake rate is spent: 429 with `Retry-After` (seconds until the next token).
     ClientRate { retry_after_secs: u64 },
+    /// The client's address is not allowed on the route (`sourceRanges`): 403, plain requests too.
+    SourceRange,
 }
 
 impl Refused {
@@ -88,12 +90,13 @@ impl Refused {
             Refused::RouteMaxConnections => "route_max_connections",
             Refused::ClientMaxConnections => "client_max_connections",
             Refused::ClientRate { .. } => "client_rate",
+            Refused::SourceRange => "source_range",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Refused::Origin => StatusCode::FORBIDDEN,
+            Refused::Origin | Refused::SourceRange => StatusCode::FORBIDDEN,
             Refused::Subprotocol => StatusCode::BAD_REQUEST,
             Refused::RouteMaxConnections => StatusCode::SERVICE_UNAVAILABLE,
             Refused::ClientMaxConnections | Refused::ClientRate { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -103,7 +106,7 @@ impl Refused {
     /// `Retry-After` seconds, for the refusals that pass with time.
     pub fn retry_after(self) -> Option<u64> {
         match self {
-            Refused::Origin | Refused::Subprotocol => None,
+            Refused::Origin | Refused::Subprotocol | Refused::SourceRange => None,
             // why 1 s: a slot frees whenever any WebSocket of the route (or client) closes; there is no
             // better estimate, and a short wait spreads the retries.
             Refused::RouteMaxConnections | Refused::ClientMaxConnections => Some(1),
@@ -120,6 +123,7 @@ impl Refused {
             Refused::RouteMaxConnections => "this route has as many WebSockets open as it allows",
             Refused::ClientMaxConnections => "this client has as many WebSockets open on this route as it may",
             Refused::ClientRate { .. } => "too many WebSocket handshakes from this client",
+            Refused::SourceRange => "this client address may not use this route",
         }
     }
 }

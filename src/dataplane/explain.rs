@@ -75,9 +75,12 @@ pub struct HashDecision {
 pub fn decide(route: &Route, headers: &HeaderMap, uri: &Uri, client: IpAddr) -> Decision {
     let admission = &route.policy.admission;
     let mut answer = "proxied".to_string();
+    if route.policy.source_ranges.as_ref().is_some_and(|ranges| !ranges.allows(client)) {
+        answer = format!("403 (source range: {client} is not allowed)");
+    }
     let origin = admission.origins.as_ref().map(|policy| {
         let verdict = super::pipeline::origin_verdict(policy, headers);
-        if !verdict.allowed() {
+        if !verdict.allowed() && answer == "proxied" {
             answer = "403 (origin)".to_string();
         }
         OriginDecision {

@@ -147,10 +147,16 @@ impl Trail {
         };
         Span::current().record("route", &*route.id);
         self.route = Some(Arc::clone(route));
-        match redirect::target(shared, conn.addr.is_https(), route, host, &parts.uri) {
-            Some(location) => Err(Stop::Redirect(location)),
-            None => Ok(Arc::clone(route)),
+        if let Some(location) = redirect::target(shared, conn.addr.is_https(), route, host, &parts.uri) {
+            return Err(Stop::Redirect(location));
         }
+        // After the redirect, as ingress-nginx orders them: a refused client is told so on HTTPS.
+        if let Some(ranges) = &route.policy.source_ranges
+            && !ranges.allows(client_ip(shared, conn, &parts.headers))
+        {
+            return Err(ProxyError::Refused(Refused::SourceRange).into());
+        }
+        Ok(Arc::clone(route))
     }
 
     fn open_access(&mut self, shared: &Shared, conn: &Conn, parts: &http::request::Parts, host: &str) {

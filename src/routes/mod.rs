@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod cidr;
 pub mod matches;
 pub mod policy;
 pub mod ring;
@@ -32,7 +33,7 @@ pub mod tls;
 pub use matches::{Conditions, HeaderCondition, Pattern, QueryCondition, RequestView, ValueMatch};
 pub use policy::{
     Admission, CookieAffinity, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing, OriginPolicy,
-    Policy, Rate, Rebalance, RouteLimits, SameSite, SubprotocolPolicy, Toward,
+    Policy, Rate, Rebalance, RouteLimits, SameSite, SourceRanges, SubprotocolPolicy, Toward,
 };
 pub use tls::{Certificate, TlsTable};
 

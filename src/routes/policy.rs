@@ -7,6 +7,7 @@
 //!     ├─ handshake_timeout, idle_timeout, max_lifetime
 //!     ├─ load_balancing   LeastConnections | RoundRobin | ConsistentHash { on, load bound }
 //!     ├─ https_redirect
+//!     ├─ source_ranges   client addresses allowed / denied (403), every request and handshake
 //!     ├─ frames       (WebSocket sessions: keepalive pings, message limit, drain, rebalance; any of
 //!     │                them puts the route's sessions on the frame layer instead of the byte tunnel)
 //!     └─ admission        (WebSocket handshakes only; checked before any backend is contacted)
@@ -18,10 +19,12 @@
 //! [`Admission::is_open`] says whether a route checks anything at all; the dataplane skips the admission
 //! step for routes where it is true.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::cidr::Cidr;
 use super::duration_secs;
 
 /// Per-route limits and choices.
@@ -42,6 +45,9 @@ pub struct Policy {
     /// HTTPS listener is on. Set only when the route's object has a usable certificate for its host.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub https_redirect: bool,
+    /// Which client addresses may use the route at all (plain requests and WebSocket handshakes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ranges: Option<SourceRanges>,
     #[serde(skip_serializing_if = "Admission::is_open")]
     pub admission: Admission,
     #[serde(skip_serializing_if = "FramePolicy::is_off")]
@@ -56,6 +62,7 @@ impl Default for Policy {
             max_lifetime: None,
             load_balancing: LoadBalancing::default(),
             https_redirect: false,
+            source_ranges: None,
             admission: Admission::default(),
             frames: FramePolicy::default(),
         }
@@ -66,6 +73,23 @@ fn optional_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::
     match d {
         Some(d) => s.serialize_f64(d.as_secs_f64()),
         None => s.serialize_none(),
+    }
+}
+
+/// Client address blocks a route serves (`allow`, when not empty) and refuses (`deny`, checked first),
+/// for the client as `--trusted-proxies` decides it. A refused client gets 403 before any backend is
+/// contacted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SourceRanges {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+}
+
+impl SourceRanges {
+    /// Whether `client` may use the route.
+    pub fn allows(&self, client: IpAddr) -> bool {
+        !self.deny.iter().any(|c| c.contains(client))
+            && (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(client)))
     }
 }
 
@@ -536,6 +560,20 @@ mod tests {
         let strict = origins(&["https://a.example"], true, false);
         assert_eq!(strict.check(Some(b"null")), OriginVerdict::Null);
         assert_eq!(strict.check(None), OriginVerdict::Refused);
+    }
+
+    #[test]
+    fn source_ranges_deny_first_then_allow_when_listed() {
+        let cidr = |t: &str| t.parse::<Cidr>().expect("a CIDR");
+        let ip = |t: &str| t.parse::<IpAddr>().expect("an address");
+        let ranges = SourceRanges { allow: vec![cidr("10.0.0.0/8")], deny: vec![cidr("10.9.0.0/16")] };
+        assert!(ranges.allows(ip("10.1.2.3")));
+        assert!(!ranges.allows(ip("10.9.1.1")), "deny wins inside an allowed block");
+        assert!(!ranges.allows(ip("192.168.1.1")), "not listed while allow is set");
+        assert!(ranges.allows(ip("::ffff:10.1.2.3")), "an IPv4-mapped peer is its IPv4 address");
+        let deny_only = SourceRanges { allow: vec![], deny: vec![cidr("127.0.0.2")] };
+        assert!(deny_only.allows(ip("127.0.0.1")));
+        assert!(!deny_only.allows(ip("127.0.0.2")));
     }
 
     #[test]

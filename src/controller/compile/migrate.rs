@@ -372,6 +372,7 @@ fn policy_fields(spec: &PolicySpec) -> WebSocketRouteSpec {
         load_balancing: spec.load_balancing.clone(),
         allowed_origins: spec.allowed_origins.clone(),
         allow_missing_origin: spec.allow_missing_origin,
+        source_ranges: spec.source_ranges.clone(),
         subprotocols: spec.subprotocols.clone(),
         limits: spec.limits.clone(),
         keepalive: spec.keepalive.clone(),

@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use super::policy::PolicySpec;
 use crate::crd::{
     AffinityCookie, ConnectionLimits, HashOnSpec, HashOnType, LoadBalancingPolicy, LoadBalancingSpec, SameSiteSpec,
+    SourceRangesSpec,
 };
+use crate::routes::cidr::Cidr;
 
 /// Prefix of ingress-nginx's annotations.
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -209,12 +211,24 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
     row("limit-whitelist", Unsupported, "", "see limit-allowlist"),
     row(
         "whitelist-source-range",
-        Refused,
-        "",
-        "source allow-lists are not translated yet: serving without one would open the Ingress to everyone",
+        Same,
+        "sourceRanges.allow",
+        "comma-separated CIDRs or addresses (host bits cleared, as ingress-nginx does); other clients get 403, plain \
+         HTTP and WebSocket handshakes alike. The older name of allowlist-source-range, read when that is not set",
     ),
-    row("allowlist-source-range", Refused, "", "see whitelist-source-range"),
-    row("denylist-source-range", Refused, "", "see whitelist-source-range"),
+    row(
+        "allowlist-source-range",
+        Same,
+        "sourceRanges.allow",
+        "comma-separated CIDRs or addresses; other clients get 403. An entry that is not one keeps the Ingress from \
+         being served (ingress-nginx answered 503 on all its paths)",
+    ),
+    row(
+        "denylist-source-range",
+        Same,
+        "sourceRanges.deny",
+        "comma-separated CIDRs or addresses; those clients get 403, checked before the allow-list",
+    ),
     row(
         "canary",
         Refused,
@@ -542,6 +556,18 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
     }
     if limits.max_connections_per_client.is_some() || limits.handshakes_per_second_per_client.is_some() {
         out.spec.limits = Some(limits);
+    }
+
+    // Source ranges: allowlist-source-range, else its old name; ingress-nginx clears host bits.
+    let ranges = |value: &str| -> Vec<String> {
+        let entries = value.split(',').map(str::trim).filter(|e| !e.is_empty());
+        entries.map(|e| Cidr::parse_masked(e).map_or_else(|_| e.to_string(), |c| c.to_string())).collect()
+    };
+    let allow = get("allowlist-source-range").filter(|v| !v.is_empty()).or(get("whitelist-source-range"));
+    let deny = get("denylist-source-range");
+    let (allow, deny) = (allow.map(ranges).unwrap_or_default(), deny.map(ranges).unwrap_or_default());
+    if !allow.is_empty() || !deny.is_empty() {
+        out.spec.source_ranges = Some(SourceRangesSpec { allow, deny });
     }
 
     // Backend protocol: only HTTP is spoken to backends.

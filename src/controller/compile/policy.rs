@@ -18,15 +18,17 @@ use std::time::Duration;
 use super::duration::parse_duration;
 use crate::crd::{
     AffinityCookie, ConnectionLimits, Drain, EndpointTermination, HashOnSpec, HashOnType, Keepalive as KeepaliveSpec,
-    KeepaliveToward, LoadBalancingPolicy, LoadBalancingSpec, RebalanceSpec, SameSiteSpec, Subprotocols, Timeouts,
+    KeepaliveToward, LoadBalancingPolicy, LoadBalancingSpec, RebalanceSpec, SameSiteSpec, SourceRangesSpec,
+    Subprotocols, Timeouts,
 };
+use crate::routes::cidr::Cidr;
 use crate::routes::policy::{
     DEFAULT_LOAD_BOUND_PERCENT, DEFAULT_REBALANCE_CLOSES_PER_SECOND, DEFAULT_REBALANCE_TOLERANCE_PERCENT, Origin,
     OriginWildcard,
 };
 use crate::routes::{
     self, Admission, CookieAffinity, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing,
-    OriginPolicy, Policy, Rate, Rebalance, RouteLimits, SameSite, SubprotocolPolicy, Toward,
+    OriginPolicy, Policy, Rate, Rebalance, RouteLimits, SameSite, SourceRanges, SubprotocolPolicy, Toward,
 };
 
 /// Default `keepalive.pongTimeout`.
@@ -53,6 +55,8 @@ pub const ANNOTATIONS: &[(&str, &str, &str)] = &[
     ("wsgate.dev/cookie-same-site", "loadBalancing.hashOn.cookie.sameSite", "Strict, Lax or None"),
     ("wsgate.dev/allowed-origins", "allowedOrigins", "comma-separated origins"),
     ("wsgate.dev/allow-missing-origin", "allowMissingOrigin", "true or false"),
+    ("wsgate.dev/allow-source-ranges", "sourceRanges.allow", "comma-separated CIDRs or addresses"),
+    ("wsgate.dev/deny-source-ranges", "sourceRanges.deny", "comma-separated CIDRs or addresses"),
     ("wsgate.dev/subprotocols", "subprotocols.allowed", "comma-separated names"),
     ("wsgate.dev/subprotocols-required", "subprotocols.required", "true or false"),
     ("wsgate.dev/max-connections", "limits.maxConnections", "a positive integer"),
@@ -80,6 +84,7 @@ pub(super) struct PolicySpec {
     pub load_balancing: Option<LoadBalancingSpec>,
     pub allowed_origins: Vec<String>,
     pub allow_missing_origin: Option<bool>,
+    pub source_ranges: Option<SourceRangesSpec>,
     pub subprotocols: Option<Subprotocols>,
     pub limits: Option<ConnectionLimits>,
     pub keepalive: Option<KeepaliveSpec>,
@@ -109,6 +114,7 @@ impl PolicySpec {
             t.push("allowedOrigins");
         }
         take(&mut self.allow_missing_origin, under.allow_missing_origin, "allowMissingOrigin", t);
+        take(&mut self.source_ranges, under.source_ranges, "sourceRanges", t);
         take(&mut self.subprotocols, under.subprotocols, "subprotocols", t);
         take(&mut self.limits, under.limits, "limits", t);
         take(&mut self.keepalive, under.keepalive, "keepalive", t);
@@ -178,6 +184,7 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
     let subprotocols = spec.subprotocols.as_ref().and_then(|s| subprotocols(s, &mut problem));
     let limits = spec.limits.as_ref().map(|l| limits(l, &mut problem)).unwrap_or_default();
     let frames = frames(spec, &mut problem);
+    let source_ranges = spec.source_ranges.as_ref().and_then(|s| source_ranges(s, &mut problem));
 
     Policy {
         handshake_timeout,
@@ -185,9 +192,27 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
         max_lifetime,
         load_balancing,
         https_redirect: false,
+        source_ranges,
         admission: Admission { origins, subprotocols, limits },
         frames,
     }
+}
+
+/// `sourceRanges`: every entry a CIDR or an address (host bits must be zero: `10.1.2.3/8` is a typo
+/// more often than a wish); `None` when both lists are empty.
+fn source_ranges(spec: &SourceRangesSpec, problem: &mut impl FnMut(&str, String)) -> Option<SourceRanges> {
+    let mut parse = |list: &[String], field: &str| -> Vec<Cidr> {
+        let mut out = Vec::new();
+        for (i, entry) in list.iter().enumerate() {
+            match entry.trim().parse::<Cidr>() {
+                Ok(cidr) => out.push(cidr),
+                Err(error) => problem(&format!("sourceRanges.{field}[{i}]"), error.to_string()),
+            }
+        }
+        out
+    };
+    let ranges = SourceRanges { allow: parse(&spec.allow, "allow"), deny: parse(&spec.deny, "deny") };
+    (!spec.allow.is_empty() || !spec.deny.is_empty()).then_some(ranges)
 }
 
 /// The fields that put a route on the frame layer.
@@ -542,6 +567,14 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
                 true
             }
             "allow-missing-origin" => store(&mut spec.allow_missing_origin, boolean(value)),
+            "allow-source-ranges" => {
+                spec.source_ranges.get_or_insert_with(SourceRangesSpec::default).allow = list(value);
+                true
+            }
+            "deny-source-ranges" => {
+                spec.source_ranges.get_or_insert_with(SourceRangesSpec::default).deny = list(value);
+                true
+            }
             "subprotocols" => {
                 spec.subprotocols.get_or_insert_with(Subprotocols::default).allowed = list(value);
                 true
@@ -720,6 +753,8 @@ mod tests {
             ("wsgate.dev/drain-on-endpoint-termination", "Close"),
             ("wsgate.dev/drain-grace-period", "3s"),
             ("wsgate.dev/rebalance", "true"),
+            ("wsgate.dev/allow-source-ranges", "10.0.0.0/8, 192.168.1.7"),
+            ("wsgate.dev/deny-source-ranges", "10.9.0.0/16"),
         ])));
         assert!(annotated.errors.is_empty() && annotated.unknown.is_empty(), "{annotated:?}");
         let spec = PolicySpec {
@@ -740,6 +775,10 @@ mod tests {
             }),
             allowed_origins: vec!["https://app.example.com".into(), "https://*.example.com:8443".into(), "null".into()],
             allow_missing_origin: None,
+            source_ranges: Some(SourceRangesSpec {
+                allow: vec!["10.0.0.0/8".into(), "192.168.1.7".into()],
+                deny: vec!["10.9.0.0/16".into()],
+            }),
             subprotocols: Some(Subprotocols { allowed: vec!["graphql-transport-ws".into()], required: None }),
             limits: Some(ConnectionLimits {
                 max_connections_per_client: Some(10),

@@ -98,12 +98,17 @@ impl GoldenRoute {
                 })
                 .collect(),
             policy: format!(
-                "handshake {}, idle {}{}, {:?}{}",
+                "handshake {}, idle {}{}, {:?}{}{}",
                 format_duration(policy.handshake_timeout),
                 format_duration(policy.idle_timeout),
                 policy.max_lifetime.map(|d| format!(", max lifetime {}", format_duration(d))).unwrap_or_default(),
                 policy.load_balancing,
-                if policy.https_redirect { ", https redirect" } else { "" }
+                if policy.https_redirect { ", https redirect" } else { "" },
+                policy.source_ranges.as_ref().map_or_else(String::new, |r| {
+                    let list =
+                        |l: &[crate::routes::cidr::Cidr]| l.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ");
+                    format!(", source allow [{}] deny [{}]", list(&r.allow), list(&r.deny))
+                }),
             ),
             admission: (!policy.admission.is_open()).then(|| policy.admission.clone()),
         }

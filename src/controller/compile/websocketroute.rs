@@ -115,6 +115,7 @@ pub(super) fn compile_route(
         load_balancing: spec.load_balancing.clone(),
         allowed_origins: spec.allowed_origins.clone(),
         allow_missing_origin: spec.allow_missing_origin,
+        source_ranges: spec.source_ranges.clone(),
         subprotocols: spec.subprotocols.clone(),
         limits: spec.limits.clone(),
         keepalive: spec.keepalive.clone(),

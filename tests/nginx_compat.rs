@@ -1,0 +1,266 @@
+//! `--nginx-compat` as an ingress-nginx user meets it: Ingresses of class `nginx` (watched with
+//! `--watch-ingress-class nginx`) with their `nginx.ingress.kubernetes.io/` annotations, served in file
+//! mode by `server::run`, driven through real sockets on loopback: source allow- and deny-lists (the
+//! refused client speaks from 127.0.0.2), socket.io-style cookie affinity (polling requests, then the
+//! upgrade, on one pod), `upstream-hash-by: $arg_room`, and `proxy-read-timeout` as an idle timeout.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use support::*;
+use wsgate::controller::compile::CompileOptions;
+use wsgate::server::{self, ServerConfig, Source};
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The Service `app` with one endpoint per echo server (all on 127.0.0.1, one EndpointSlice each).
+fn service_yaml(backends: &[&EchoServer]) -> String {
+    let mut out = String::from(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: default}\nspec:\n  ports: [{name: http, port: 80}]\n",
+    );
+    for backend in backends {
+        let port = backend.addr.port();
+        out.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: app-{port}\n  \
+             labels: {{kubernetes.io/service-name: app}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\n\
+             endpoints: [{{addresses: [127.0.0.1]}}]\n"
+        ));
+    }
+    out
+}
+
+/// An Ingress of class `nginx` for `host`, path `/`, with `annotations` (`key: value` lines).
+fn ingress_yaml(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let mut lines = String::new();
+    for (key, value) in annotations {
+        lines.push_str(&format!("    nginx.ingress.kubernetes.io/{key}: {value:?}\n"));
+    }
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations:\n{lines}spec:\n  \
+         ingressClassName: nginx\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: \
+         Prefix, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}\n"
+    )
+}
+
+struct Running {
+    http: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), server::ServerError>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().expect("running").send(());
+        within("wsgate stops", self.task).await.expect("join").expect("clean exit");
+    }
+}
+
+/// wsgate in file mode on `dir` with `--nginx-compat --watch-ingress-class nginx`, ready to serve.
+async fn start(dir: &Path) -> Running {
+    let compile =
+        CompileOptions { nginx_compat: true, watch_ingress_classes: vec!["nginx".into()], ..CompileOptions::default() };
+    let config = ServerConfig {
+        http_addr: "127.0.0.1:0".parse().expect("address"),
+        https_addr: None,
+        admin_addr: "127.0.0.1:0".parse().expect("address"),
+        source: Source::Manifests { dir: dir.to_path_buf(), compile },
+        drain: Duration::from_secs(1),
+        shutdown_delay: Duration::ZERO,
+        access_log: wsgate::dataplane::AccessLog::Off,
+        https_redirect_port: None,
+        max_connections: None,
+        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
+        trusted_proxies: Default::default(),
+        proxy_protocol: false,
+    };
+    let bound = config.bind().await.expect("bind");
+    let http = bound.http.local_addr().expect("http address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(config, bound, async {
+        let _ = stopped.await;
+    }));
+    Running { http, stop: Some(stop), task }
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind the client address");
+    within("connect", socket.connect(to)).await.expect("connect")
+}
+
+/// Sends one request head from `from` and reads the answer head (and a short body, if any).
+async fn exchange_from(from: IpAddr, to: SocketAddr, request: &str) -> String {
+    let mut stream = connect_from(from, to).await;
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut head = read_head(&mut stream).await;
+    if let Some(length) = header_of(&head, "content-length").and_then(|l| l.parse::<usize>().ok()) {
+        let mut body = vec![0u8; length];
+        within("body", stream.read_exact(&mut body)).await.expect("read body");
+        head.push_str(&String::from_utf8_lossy(&body));
+    }
+    head
+}
+
+fn get(host: &str, path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n")
+}
+
+fn upgrade(host: &str, path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Waits until `host` answers something other than 404 (the folder was compiled and served).
+async fn served(http: SocketAddr, host: &str) {
+    eventually("the Ingress is served", || async {
+        status_of(&exchange_from([127, 0, 0, 1].into(), http, &get(host, "/", "")).await) != 404
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn allow_and_deny_lists_refuse_other_clients_with_403_on_requests_and_handshakes() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-source-ranges");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    folder.write(
+        "allow.yaml",
+        &ingress_yaml("allow", "allow.example.com", &[("whitelist-source-range", "127.0.0.1/32, 10.0.0.0/8")]),
+    );
+    folder.write("deny.yaml", &ingress_yaml("deny", "deny.example.com", &[("denylist-source-range", "127.0.0.2")]));
+    let wsgate = start(&folder.0).await;
+    served(wsgate.http, "allow.example.com").await;
+    served(wsgate.http, "deny.example.com").await;
+
+    let (allowed, refused): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+    for host in ["allow.example.com", "deny.example.com"] {
+        let answer = exchange_from(allowed, wsgate.http, &get(host, "/", "")).await;
+        assert_eq!(status_of(&answer), 200, "{host} from 127.0.0.1: {answer}");
+        let answer = exchange_from(allowed, wsgate.http, &upgrade(host, "/", "")).await;
+        assert_eq!(status_of(&answer), 101, "{host} handshake from 127.0.0.1: {answer}");
+
+        let accepted_before = one.stats.accepted();
+        let answer = exchange_from(refused, wsgate.http, &get(host, "/", "")).await;
+        assert_eq!(status_of(&answer), 403, "{host} from 127.0.0.2: {answer}");
+        let answer = exchange_from(refused, wsgate.http, &upgrade(host, "/", "")).await;
+        assert_eq!(status_of(&answer), 403, "{host} handshake from 127.0.0.2: {answer}");
+        assert_eq!(one.stats.accepted(), accepted_before, "{host}: a refused client never reaches the backend");
+    }
+    wsgate.stop().await;
+}
+
+#[tokio::test]
+async fn socketio_cookie_affinity_keeps_polling_and_the_upgrade_on_one_pod() {
+    let (one, two) = (echo_server("one").await, echo_server("two").await);
+    let folder = Folder::new("nginx-cookie-affinity");
+    folder.write("app.yaml", &service_yaml(&[&one, &two]));
+    let annotations = [("affinity", "cookie"), ("session-cookie-name", "io"), ("session-cookie-max-age", "3600")];
+    folder.write("socketio.yaml", &ingress_yaml("socketio", "chat.example.com", &annotations));
+    let wsgate = start(&folder.0).await;
+    served(wsgate.http, "chat.example.com").await;
+
+    let client: IpAddr = [127, 0, 0, 1].into();
+    let mut pods = BTreeSet::new();
+    for n in 0..24 {
+        // socket.io's first request: a polling GET without the cookie, which sets it.
+        let first =
+            exchange_from(client, wsgate.http, &get("chat.example.com", "/socket.io/?EIO=4&transport=polling", ""))
+                .await;
+        assert_eq!(status_of(&first), 200, "client {n}: {first}");
+        let set_cookie =
+            header_of(&first, "set-cookie").unwrap_or_else(|| panic!("client {n}: no Set-Cookie: {first}"));
+        assert!(set_cookie.starts_with("io="), "the cookie is named by session-cookie-name: {set_cookie}");
+        assert!(set_cookie.contains("Max-Age=3600"), "session-cookie-max-age: {set_cookie}");
+        assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+        let cookie = set_cookie.split(';').next().expect("name=value").to_string();
+        let pod = header_of(&first, "x-echo-name").expect("X-Echo-Name").to_string();
+        let with_cookie = format!("Cookie: {cookie}\r\n");
+        for _ in 0..3 {
+            let poll = exchange_from(
+                client,
+                wsgate.http,
+                &get("chat.example.com", "/socket.io/?EIO=4&transport=polling", &with_cookie),
+            )
+            .await;
+            assert_eq!(header_of(&poll, "x-echo-name"), Some(pod.as_str()), "client {n}: a poll moved: {poll}");
+        }
+        let upgraded = exchange_from(
+            client,
+            wsgate.http,
+            &upgrade("chat.example.com", "/socket.io/?EIO=4&transport=websocket", &with_cookie),
+        )
+        .await;
+        assert_eq!(status_of(&upgraded), 101, "client {n}: {upgraded}");
+        assert_eq!(
+            header_of(&upgraded, "x-echo-name"),
+            Some(pod.as_str()),
+            "client {n}: the upgrade moved: {upgraded}"
+        );
+        pods.insert(pod);
+    }
+    assert_eq!(pods.len(), 2, "24 clients use both pods, not one: {pods:?}");
+    wsgate.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_hash_by_a_query_argument_puts_each_room_on_one_pod() {
+    let (one, two, three) = (echo_server("one").await, echo_server("two").await, echo_server("three").await);
+    let folder = Folder::new("nginx-hash-by");
+    folder.write("app.yaml", &service_yaml(&[&one, &two, &three]));
+    folder.write("rooms.yaml", &ingress_yaml("rooms", "rooms.example.com", &[("upstream-hash-by", "$arg_room")]));
+    let wsgate = start(&folder.0).await;
+    served(wsgate.http, "rooms.example.com").await;
+
+    let client: IpAddr = [127, 0, 0, 1].into();
+    let mut pods = BTreeSet::new();
+    for room in 0..12 {
+        let mut seen = BTreeSet::new();
+        for _ in 0..4 {
+            let answer =
+                exchange_from(client, wsgate.http, &upgrade("rooms.example.com", &format!("/ws?room=r{room}"), ""))
+                    .await;
+            assert_eq!(status_of(&answer), 101, "{answer}");
+            seen.insert(header_of(&answer, "x-echo-name").expect("X-Echo-Name").to_string());
+        }
+        assert_eq!(seen.len(), 1, "room r{room} went to {seen:?}");
+        pods.extend(seen);
+    }
+    assert!(pods.len() >= 2, "12 rooms spread over more than one pod: {pods:?}");
+    wsgate.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_read_timeout_closes_an_idle_websocket_after_that_many_seconds() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-read-timeout");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    folder.write(
+        "chat.yaml",
+        &ingress_yaml("chat", "chat.example.com", &[("proxy-read-timeout", "2"), ("proxy-send-timeout", "1")]),
+    );
+    let wsgate = start(&folder.0).await;
+    served(wsgate.http, "chat.example.com").await;
+
+    let mut stream = connect_from([127, 0, 0, 1].into(), wsgate.http).await;
+    stream.write_all(upgrade("chat.example.com", "/ws", "").as_bytes()).await.expect("handshake");
+    let head = read_head(&mut stream).await;
+    assert_eq!(status_of(&head), 101, "{head}");
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    within("the idle WebSocket is closed", stream.read_to_end(&mut rest)).await.expect("closed cleanly");
+    let after = opened.elapsed();
+    // The larger of the two (2 s), plus at most one check period (an eighth of it), never before.
+    assert!(after >= Duration::from_millis(1900), "closed after {after:?}, before the 2 s timeout");
+    assert!(after <= Duration::from_secs(4), "closed after {after:?}, long after the 2 s timeout");
+    wsgate.stop().await;
+}
