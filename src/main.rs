@@ -192,7 +192,7 @@ struct NginxArgs {
     /// Translate ingress-nginx annotations (nginx.ingress.kubernetes.io/...) on served Ingresses into
     /// wsgate policies, with ingress-nginx's meaning and units; annotations wsgate does not translate
     /// are reported (Warning Events, `wsgate check`), and those whose absence would open what they
-    /// protect (auth-*, source allow-lists) keep the Ingress from being served. Snippets are never
+    /// protect (auth-*) keep the Ingress from being served. Snippets are never
     /// executed. See docs/migrating-from-ingress-nginx.md.
     #[arg(long, env = "WSGATE_NGINX_COMPAT")]
     nginx_compat: bool,

@@ -22,14 +22,18 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// The Service `app` with one endpoint per echo server (all on 127.0.0.1, one EndpointSlice each).
 fn service_yaml(backends: &[&EchoServer]) -> String {
-    let mut out = String::from(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: default}\nspec:\n  ports: [{name: http, port: 80}]\n",
+    named_service_yaml("app", backends)
+}
+
+fn named_service_yaml(name: &str, backends: &[&EchoServer]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  ports: [{{name: http, port: 80}}]\n",
     );
     for backend in backends {
         let port = backend.addr.port();
         out.push_str(&format!(
-            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: app-{port}\n  \
-             labels: {{kubernetes.io/service-name: app}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\n\
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{port}\n  \
+             labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\n\
              endpoints: [{{addresses: [127.0.0.1]}}]\n"
         ));
     }
@@ -262,5 +266,51 @@ async fn proxy_read_timeout_closes_an_idle_websocket_after_that_many_seconds() {
     // The larger of the two (2 s), plus at most one check period (an eighth of it), never before.
     assert!(after >= Duration::from_millis(1900), "closed after {after:?}, before the 2 s timeout");
     assert!(after <= Duration::from_secs(4), "closed after {after:?}, long after the 2 s timeout");
+    wsgate.stop().await;
+}
+
+#[tokio::test]
+async fn a_canary_ingress_takes_its_weight_of_1000_websockets_and_every_tester_by_header() {
+    let (stable, canary) = (echo_server("stable").await, echo_server("canary").await);
+    let folder = Folder::new("nginx-canary");
+    folder.write("app.yaml", &service_yaml(&[&stable]));
+    let canary_service = named_service_yaml("app-v2", &[&canary]);
+    folder.write("app-v2.yaml", &canary_service);
+    folder.write("main.yaml", &ingress_yaml("main", "live.example.com", &[]));
+    let canary_ingress = ingress_yaml(
+        "main-canary",
+        "live.example.com",
+        &[("canary", "true"), ("canary-weight", "20"), ("canary-by-header", "X-Canary")],
+    )
+    .replace("name: app, port", "name: app-v2, port");
+    folder.write("canary.yaml", &canary_ingress);
+    let wsgate = start(&folder.0).await;
+    let client: IpAddr = [127, 0, 0, 1].into();
+    eventually("the canary joined the main route", || async {
+        let answer = exchange_from(client, wsgate.http, &get("live.example.com", "/", "X-Canary: always\r\n")).await;
+        header_of(&answer, "x-echo-name") == Some("canary")
+    })
+    .await;
+
+    let mut to_canary = 0;
+    for _ in 0..1000 {
+        let answer = exchange_from(client, wsgate.http, &upgrade("live.example.com", "/ws", "")).await;
+        assert_eq!(status_of(&answer), 101, "{answer}");
+        match header_of(&answer, "x-echo-name") {
+            Some("canary") => to_canary += 1,
+            Some("stable") => {}
+            other => panic!("answered by {other:?}"),
+        }
+    }
+    assert!((150..=250).contains(&to_canary), "canary-weight 20 took {to_canary} of 1000 WebSockets (want 200 ± 50)");
+
+    for _ in 0..20 {
+        let answer =
+            exchange_from(client, wsgate.http, &upgrade("live.example.com", "/ws", "X-Canary: always\r\n")).await;
+        assert_eq!(header_of(&answer, "x-echo-name"), Some("canary"), "a tester with X-Canary: always: {answer}");
+        let answer =
+            exchange_from(client, wsgate.http, &upgrade("live.example.com", "/ws", "X-Canary: never\r\n")).await;
+        assert_eq!(header_of(&answer, "x-echo-name"), Some("stable"), "X-Canary: never: {answer}");
+    }
     wsgate.stop().await;
 }

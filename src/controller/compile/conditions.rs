@@ -104,6 +104,8 @@ pub enum Reason {
     UnsupportedAnnotation,
     /// An ingress-nginx annotation translated with a difference, or accepted with no effect.
     TranslatedAnnotation,
+    /// An ingress-nginx canary Ingress: which route it joined, or why it serves nothing.
+    Canary,
     /// Programmed=True: served, with at least one ready endpoint.
     Programmed,
     /// Served, but no backend with a non-zero weight has a ready endpoint (requests get 503).
@@ -126,6 +128,7 @@ impl Reason {
             Reason::UnknownAnnotation => "UnknownAnnotation",
             Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
             Reason::TranslatedAnnotation => "TranslatedAnnotation",
+            Reason::Canary => "Canary",
             Reason::Programmed => "Programmed",
             Reason::NoReadyEndpoints => "NoReadyEndpoints",
         }

@@ -28,9 +28,11 @@ use super::policy::{self, FieldSite};
 use super::tls::TlsRequest;
 use super::{
     BackendNote, CONTROLLER_NAME, Candidate, Claimant, CompileOptions, Diagnostic, ObjectKind, ObjectReport, Reason,
+    Severity,
 };
 use crate::routes::{
-    Backend, HashOn, HashPolicy, HostMatch, LoadBalancing, PathKind, PathMatch, Policy, Route, Source, SourceKind,
+    Backend, Conditions, HashOn, HashPolicy, HeaderCondition, HostMatch, LoadBalancing, PathKind, PathMatch, Pattern,
+    Policy, Route, Source, SourceKind, ValueMatch,
 };
 
 /// Legacy annotation naming an Ingress's class, from before `spec.ingressClassName`.
@@ -459,4 +461,136 @@ fn ingress_backend(
         return None;
     }
     Some(report.resolve(&service.name, &port, 1, &format!("{field}.service"), &port_field))
+}
+
+/// Joins a canary Ingress (`nginx.ingress.kubernetes.io/canary: "true"`, under `--nginx-compat`) to the
+/// main Ingress routes it shares a host, path and path type with, as ingress-nginx does:
+///
+/// ```text
+///   header == always (or == value, ~ pattern) ─► canary backend      ┐ routes with a header condition,
+///   header == never                           ─► main backend only   │ header ones first: they win
+///   Cookie NAME=always                        ─► canary backend      │ over the cookie ones
+///   Cookie NAME=never                         ─► main backend only   ┘
+///   anything else                             ─► main (total - weight) + canary (weight)
+/// ```
+///
+/// The canary's own routes are not served, and its other annotations are ignored (the main Ingress's
+/// policy applies to every route). A canary path without a main route serves nothing (a warning).
+pub(super) fn merge_canary(
+    claimants: &mut [Claimant],
+    canary: Claimant,
+    settings: Result<nginx::Canary, String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let warn = |diagnostics: &mut Vec<Diagnostic>, severity: Severity, field: String, message: String| {
+        diagnostics.push(Diagnostic { object: canary.object.clone(), severity, reason: Reason::Canary, field, message })
+    };
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(message) => {
+            let field = "metadata.annotations".to_string();
+            warn(diagnostics, Severity::Error, field, format!("{message}; the canary is not served"));
+            return;
+        }
+    };
+    for candidate in &canary.routes {
+        let route = &candidate.route;
+        // The oldest Ingress serving the same host and path without conditions is the main one.
+        let main = claimants.iter_mut().filter(|c| c.object.kind == ObjectKind::Ingress).find_map(|c| {
+            let object = c.object.clone();
+            let at = c.routes.iter().position(|m| {
+                m.route.host == route.host && m.route.path == route.path && m.route.conditions.is_empty()
+            })?;
+            Some((object, &mut c.routes, at))
+        });
+        let Some((main_object, routes, at)) = main else {
+            let message = format!(
+                "no Ingress serves {} {} for this canary to join; it serves nothing (as in ingress-nginx)",
+                route.host, route.path
+            );
+            warn(diagnostics, Severity::Warning, candidate.field.clone(), message);
+            continue;
+        };
+        let canary_backends = route.backends.clone();
+        let canary_notes = candidate.backends.clone();
+        let main_candidate = routes[at].clone();
+        let variant = |condition: HeaderCondition, to_canary: bool| {
+            let mut variant = main_candidate.clone();
+            variant.route.conditions = Conditions { headers: vec![condition], query: Vec::new() };
+            if to_canary {
+                variant.route.backends = canary_backends.clone();
+                variant.backends = canary_notes.clone();
+            }
+            variant.field = format!("{} (canary {})", main_candidate.field, canary.object);
+            variant
+        };
+        let exact = |name: &str, value: &str| HeaderCondition {
+            name: name.to_string(),
+            value: ValueMatch::Exact(value.to_string()),
+        };
+        let mut variants = Vec::new();
+        let mut problem = None;
+        if let Some((name, how)) = &settings.header {
+            match how {
+                nginx::CanaryHeader::AlwaysNever => {
+                    variants.push(variant(exact(name, "always"), true));
+                    variants.push(variant(exact(name, "never"), false));
+                }
+                nginx::CanaryHeader::Value(value) => variants.push(variant(exact(name, value), true)),
+                nginx::CanaryHeader::Pattern(pattern) => match Pattern::new(&format!(".*(?:{pattern}).*")) {
+                    Ok(compiled) => variants.push(variant(
+                        HeaderCondition { name: name.clone(), value: ValueMatch::RegularExpression(compiled) },
+                        true,
+                    )),
+                    Err(error) => {
+                        problem = Some(format!("canary-by-header-pattern {pattern:?} does not compile: {error}"))
+                    }
+                },
+            }
+        }
+        if let Some(cookie) = &settings.cookie {
+            let escaped = regex::escape(cookie);
+            for (value, to_canary) in [("always", true), ("never", false)] {
+                let pattern = format!("(?:.*;[ \\t]*)?{escaped}={value}(?:[ \\t]*;.*)?");
+                let compiled = Pattern::new(&pattern).expect("an escaped cookie name makes a valid pattern");
+                let condition =
+                    HeaderCondition { name: "cookie".to_string(), value: ValueMatch::RegularExpression(compiled) };
+                variants.push(variant(condition, to_canary));
+            }
+        }
+        if let Some(problem) = problem {
+            warn(
+                diagnostics,
+                Severity::Error,
+                "metadata.annotations".to_string(),
+                format!("{problem}; the canary is not served"),
+            );
+            return;
+        }
+        // The weighted split, on the main route itself.
+        if settings.weight > 0 {
+            let main = &mut routes[at];
+            let share = settings.total - settings.weight;
+            for backend in &mut main.route.backends {
+                backend.weight = backend.weight.saturating_mul(share);
+            }
+            for backend in &canary_backends {
+                let mut backend = backend.clone();
+                backend.weight = backend.weight.saturating_mul(settings.weight);
+                main.route.backends.push(backend);
+            }
+            main.backends.extend(canary_notes.iter().cloned());
+        }
+        let joined = format!(
+            "joins {main_object}'s route for {} {} (weight {} of {}{}{})",
+            route.host,
+            route.path,
+            settings.weight,
+            settings.total,
+            settings.header.as_ref().map(|(name, _)| format!(", header {name}")).unwrap_or_default(),
+            settings.cookie.as_ref().map(|name| format!(", cookie {name}")).unwrap_or_default(),
+        );
+        routes.splice(at + 1..at + 1, variants);
+        warn(diagnostics, Severity::Warning, candidate.field.clone(), joined);
+    }
 }

@@ -81,6 +81,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let mut ingresses = Vec::new();
 
     let classes = ingress::ClassSelector::new(&snapshot.ingress_classes, options);
+    let mut canaries = Vec::new();
     for object in &snapshot.ingresses {
         let selected = classes.selects(object);
         if selected != ingress::Selected::No {
@@ -88,7 +89,30 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
             if selected == ingress::Selected::Ours {
                 ingresses.push(claimant.object.clone());
             }
-            claimants.push(claimant);
+            let canary = if options.nginx_compat { nginx::canary(object.metadata.annotations.as_ref()) } else { None };
+            match canary {
+                Some(canary) => {
+                    // A canary's own annotations are ignored (the main Ingress's apply): say that once.
+                    let before = diagnostics.len();
+                    diagnostics.retain(|d: &Diagnostic| {
+                        d.object != claimant.object
+                            || !matches!(d.reason, Reason::TranslatedAnnotation | Reason::UnsupportedAnnotation)
+                    });
+                    if diagnostics.len() < before {
+                        diagnostics.push(Diagnostic {
+                            object: claimant.object.clone(),
+                            severity: Severity::Warning,
+                            reason: Reason::Canary,
+                            field: "metadata.annotations".to_string(),
+                            message: "a canary Ingress's annotations other than canary-* are ignored, as in \
+                                      ingress-nginx: the main Ingress's policy applies"
+                                .to_string(),
+                        });
+                    }
+                    canaries.push((claimant, canary))
+                }
+                None => claimants.push(claimant),
+            }
         }
     }
     for object in &snapshot.websocket_routes {
@@ -96,6 +120,10 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     }
     // Oldest first: the order in which objects claim hosts and paths.
     claimants.sort_by(|a, b| a.age.cmp(&b.age));
+    canaries.sort_by(|a, b| a.0.age.cmp(&b.0.age));
+    for (canary, settings) in canaries {
+        ingress::merge_canary(&mut claimants, canary, settings, &mut diagnostics);
+    }
 
     let outcomes = claim(&claimants, &mut diagnostics);
     warn_no_ready_endpoints(&claimants, &outcomes, &mut diagnostics);

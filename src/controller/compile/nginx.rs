@@ -164,7 +164,13 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
         "loadBalancing.hashOn.cookie",
         "the affinity cookie is a host-only cookie",
     ),
-    row("affinity-canary-behavior", Unsupported, "", "canary Ingresses are not translated yet"),
+    row(
+        "affinity-canary-behavior",
+        Unsupported,
+        "",
+        "a canary is chosen per connection by header, cookie and weight; the affinity cookie does not keep a client \
+         on the canary",
+    ),
     row(
         "upstream-hash-by",
         Same,
@@ -231,17 +237,51 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
     ),
     row(
         "canary",
-        Refused,
-        "rules[].backends[].weight, rules[].matches[].headers",
-        "canary Ingresses are not translated yet: served as an Ingress of its own, a canary would take its host \
-         and path from the main Ingress",
+        Same,
+        "rules[].backends[].weight",
+        "`true`: the Ingress's backends join the main Ingress's route with the same host, path and pathType, chosen \
+         by header, then cookie, then weight, as in ingress-nginx; the canary Ingress's other annotations are \
+         ignored (the main Ingress's policy applies). Without a main Ingress it serves nothing (a warning)",
     ),
-    row("canary-weight", Refused, "rules[].backends[].weight", "see canary"),
-    row("canary-weight-total", Refused, "rules[].backends[].weight", "see canary"),
-    row("canary-by-header", Refused, "rules[].matches[].headers", "see canary"),
-    row("canary-by-header-value", Refused, "rules[].matches[].headers", "see canary"),
-    row("canary-by-header-pattern", Refused, "rules[].matches[].headers", "see canary"),
-    row("canary-by-cookie", Refused, "rules[].matches[].headers", "see canary"),
+    row(
+        "canary-weight",
+        Same,
+        "rules[].backends[].weight",
+        "0 to canary-weight-total: that share of new connections and requests without a canary header or cookie",
+    ),
+    row(
+        "canary-weight-total",
+        Same,
+        "rules[].backends[].weight",
+        "default 100 (values up to 100 count as 100, as in ingress-nginx)",
+    ),
+    row(
+        "canary-by-header",
+        Same,
+        "rules[].matches[].headers",
+        "the header's value `always` sends to the canary, `never` to the main backend (cookie and weight are not \
+         consulted); other values fall through",
+    ),
+    row(
+        "canary-by-header-value",
+        Same,
+        "rules[].matches[].headers",
+        "with canary-by-header: this exact value sends to the canary (then always/never mean nothing)",
+    ),
+    row(
+        "canary-by-header-pattern",
+        Differs,
+        "rules[].matches[].headers (type RegularExpression)",
+        "with canary-by-header, when no value is set: a value the regular expression matches anywhere sends to the \
+         canary; wsgate's expressions are RE2-like (no backreferences or lookaround, which PCRE has)",
+    ),
+    row(
+        "canary-by-cookie",
+        Same,
+        "rules[].matches[].headers (the Cookie header)",
+        "the cookie's value `always` sends to the canary, `never` to the main backend; other values fall through to \
+         the weight",
+    ),
     row(
         "backend-protocol",
         Differs,
@@ -558,6 +598,16 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
         out.spec.limits = Some(limits);
     }
 
+    // Canary settings are read by the compiler (they change another Ingress's route); without
+    // `canary: "true"` ingress-nginx ignores them.
+    let canary_keys = annotations.keys().filter(|k| k.starts_with(&format!("{NGINX_PREFIX}canary-"))).count();
+    if canary_keys > 0 && canary(Some(annotations)).is_none() {
+        let message = format!(
+            "{NGINX_PREFIX}canary-… annotations are ignored without {NGINX_PREFIX}canary: \"true\", as in ingress-nginx"
+        );
+        notes.add("canary", Support::Unsupported, message);
+    }
+
     // Source ranges: allowlist-source-range, else its old name; ingress-nginx clears host bits.
     let ranges = |value: &str| -> Vec<String> {
         let entries = value.split(',').map(str::trim).filter(|e| !e.is_empty());
@@ -631,6 +681,65 @@ impl Notes {
         let message = format!("{NGINX_PREFIX}{name} must be {form}, not {value:?}; ignored, as ingress-nginx does");
         self.add(name, Support::Unsupported, message);
     }
+}
+
+/// A canary Ingress's choice of requests (`canary: "true"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Canary {
+    /// Share of new connections and requests, out of `total`.
+    pub weight: u32,
+    pub total: u32,
+    /// `canary-by-header` (lower case) and how its value decides.
+    pub header: Option<(String, CanaryHeader)>,
+    /// `canary-by-cookie`.
+    pub cookie: Option<String>,
+}
+
+/// How the value of a `canary-by-header` header decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CanaryHeader {
+    /// `always` to the canary, `never` to the main backend.
+    AlwaysNever,
+    /// This exact value to the canary.
+    Value(String),
+    /// A value this regular expression matches (anywhere in it) to the canary.
+    Pattern(String),
+}
+
+/// The canary settings of an Ingress: `None` when it is not a canary; an error text for a value
+/// ingress-nginx would not take either.
+pub(super) fn canary(annotations: Option<&BTreeMap<String, String>>) -> Option<Result<Canary, String>> {
+    let annotations = annotations?;
+    let get =
+        |name: &str| annotations.get(&format!("{NGINX_PREFIX}{name}")).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if get("canary").and_then(parse_bool) != Some(true) {
+        return None;
+    }
+    let number = |name: &str, default: u32| -> Result<u32, String> {
+        match get(name) {
+            None => Ok(default),
+            Some(v) => v.parse::<u32>().map_err(|_| format!("{NGINX_PREFIX}{name} must be a whole number, not {v:?}")),
+        }
+    };
+    let parsed = (|| {
+        // why at least 100: ingress-nginx ignores totals up to 100.
+        let total = number("canary-weight-total", 100)?.max(100);
+        let weight = number("canary-weight", 0)?.min(total);
+        let header = match get("canary-by-header") {
+            None => None,
+            Some(name) => {
+                let how = match (get("canary-by-header-value"), get("canary-by-header-pattern")) {
+                    (Some(value), _) => CanaryHeader::Value(value.to_string()),
+                    (None, Some(pattern)) => CanaryHeader::Pattern(pattern.to_string()),
+                    (None, None) => CanaryHeader::AlwaysNever,
+                };
+                Some((name.to_ascii_lowercase(), how))
+            }
+        };
+        let cookie = get("canary-by-cookie").map(str::to_string);
+        Ok(Canary { weight, total, header, cookie })
+    })();
+    Some(parsed)
 }
 
 /// ingress-nginx's booleans (Go's `ParseBool`).

@@ -150,6 +150,12 @@ struct Request {
     host: String,
     path: String,
     expect: Option<String>,
+    /// Request headers, for routes with header conditions.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// When set: the found route's backends, by name, in order.
+    #[serde(default)]
+    backends: Option<Vec<String>>,
 }
 
 fn check_requests(case: &Path, table: &RouteTable) -> Result<usize, String> {
@@ -161,9 +167,15 @@ fn check_requests(case: &Path, table: &RouteTable) -> Result<usize, String> {
     let requests: Vec<Request> = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut failures = Vec::new();
     for request in &requests {
-        let found = table.lookup(&request.host, &request.path);
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &request.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
+            headers.insert(name, http::HeaderValue::from_str(value).map_err(|e| format!("header value: {e}"))?);
+        }
+        let view = crate::routes::RequestView::with_query(&request.host, &request.path).headers(&headers);
+        let found = table.lookup_request(&view);
         // `explain` walks the same steps as `lookup`: it must name the same route.
-        let explained = table.explain(&request.host, &request.path);
+        let explained = table.explain_request(&view);
         if explained.route.as_ref().map(|r| &r.id) != found.map(|r| &r.id) {
             failures.push(format!("  {} {}: explain disagrees with lookup: {explained}", request.host, request.path));
         }
@@ -176,11 +188,10 @@ fn check_requests(case: &Path, table: &RouteTable) -> Result<usize, String> {
             }
             _ => false,
         };
+        let names = |r: &Route| r.backends.iter().map(|b| format!("{} x{}", b.name, b.weight)).collect::<Vec<_>>();
+        let ok = ok && request.backends.as_ref().is_none_or(|want| found.is_some_and(|r| names(r) == *want));
         if !ok {
-            let got = found.map(|r| {
-                let backends: Vec<_> = r.backends.iter().map(|b| b.name.as_str()).collect();
-                format!("route {} ({} {}) to {backends:?}", r.id, r.host, r.path)
-            });
+            let got = found.map(|r| format!("route {} ({} {}) to {:?}", r.id, r.host, r.path, names(r)));
             failures.push(format!(
                 "  {} {}: expected {:?}, got {}",
                 request.host,
