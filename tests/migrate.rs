@@ -63,7 +63,7 @@ fn a_kubectl_list_of_ingress_nginx_ingresses_gets_its_review_and_routes() {
         .expect("run wsgate check");
     let report = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(0), "wsgate check refuses the migrated routes:\n{report}");
-    assert!(report.contains("3 route(s), 0 error(s)"), "{report}");
+    assert!(report.contains("5 route(s), 0 error(s)"), "{report}");
 }
 
 #[test]

@@ -22,8 +22,8 @@ use super::nginx::{self, NGINX_PREFIX, Support};
 use super::policy::{self, PolicySpec};
 use crate::controller::Snapshot;
 use crate::crd::{
-    BackendRef, PathMatchSpec, PathMatchType, RouteMatch, RouteRule, RouteTls, ServiceRef, Timeouts, WebSocketRoute,
-    WebSocketRouteSpec,
+    BackendRef, HeaderMatchSpec, PathMatchSpec, PathMatchType, RouteMatch, RouteRule, RouteTls, ServiceRef, Timeouts,
+    ValueMatchType, WebSocketRoute, WebSocketRouteSpec,
 };
 
 /// The outcome of a migration review.
@@ -54,8 +54,10 @@ pub fn migrate(snapshot: &Snapshot) -> Migration {
     let mut routes = Vec::new();
     let mut worst = Verdict::Same;
     let mut counts = BTreeMap::new();
+    let canaries: Vec<(&Ingress, nginx::Canary)> =
+        ingresses.iter().filter_map(|i| Some((*i, nginx::canary(i.metadata.annotations.as_ref())?.ok()?))).collect();
     for ingress in &ingresses {
-        let (verdict, text, mut made) = review(ingress, &regex_hosts);
+        let (verdict, text, mut made) = review(ingress, &regex_hosts, &canaries);
         *counts.entry(verdict).or_insert(0usize) += 1;
         worst = worst.max(verdict);
         sections.push(text);
@@ -133,6 +135,7 @@ fn rule_hosts(ingress: &Ingress) -> Vec<String> {
 fn review(
     ingress: &Ingress,
     regex_hosts: &BTreeMap<String, BTreeSet<String>>,
+    canaries: &[(&Ingress, nginx::Canary)],
 ) -> (Verdict, String, Vec<WebSocketRoute>) {
     let name = object_name(ingress);
     let annotations = ingress.metadata.annotations.as_ref();
@@ -212,14 +215,28 @@ fn review(
     for (_, line) in &lines {
         let _ = writeln!(text, "#   {line}");
     }
-    let routes = if refused {
+    let canary = nginx::canary(annotations);
+    if let Some(Err(message)) = &canary {
+        lines.push((Verdict::Unsupported, format!("{:<11} {message}", "error")));
+    }
+    let routes = if canary.is_some() {
+        let _ = writeln!(text, "#   → no WebSocketRoute of its own: its paths join the main Ingress's WebSocketRoute");
+        Vec::new()
+    } else if refused {
         let _ = writeln!(
             text,
             "#   → no WebSocketRoute: an annotation above has no wsgate equivalent that keeps its protection"
         );
         Vec::new()
     } else {
-        let routes = websocket_routes(ingress, &spec, translation.cookie_path_per_route, translation.ssl_redirect);
+        let mut routes = websocket_routes(ingress, &spec, translation.cookie_path_per_route, translation.ssl_redirect);
+        for (canary, settings) in canaries {
+            for route in &mut routes {
+                if join_canary(route, canary, settings) {
+                    let _ = writeln!(text, "#   ← canary Ingress {} joins it", object_name(canary));
+                }
+            }
+        }
         for route in &routes {
             let _ = writeln!(
                 text,
@@ -381,4 +398,89 @@ fn policy_fields(spec: &PolicySpec) -> WebSocketRouteSpec {
         rebalance: spec.rebalance.clone(),
         ..WebSocketRouteSpec::default()
     }
+}
+
+/// Adds a canary Ingress's paths that match this route's host and paths, as the compiler does under
+/// `--nginx-compat`: header and cookie rules before the path's rule, the weight on its backends.
+/// Returns whether any path joined.
+fn join_canary(route: &mut WebSocketRoute, canary: &Ingress, settings: &nginx::Canary) -> bool {
+    let host = route.spec.hostnames.first().cloned().unwrap_or_default();
+    let mut joined = false;
+    for rule in canary.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+        if rule.host.clone().unwrap_or_default().to_ascii_lowercase() != host {
+            continue;
+        }
+        for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
+            let Some(canary_backend) = backend_ref(&path.backend) else { continue };
+            let kind = if path.path_type == "Exact" { PathMatchType::Exact } else { PathMatchType::Prefix };
+            let value = path.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".to_string());
+            let wanted = PathMatchSpec { kind, value };
+            let in_short_form = route.spec.path.as_ref() == Some(&wanted);
+            if in_short_form {
+                // The long form, so header rules can stand beside the path's rule.
+                let path = route.spec.path.take();
+                let backends = std::mem::take(&mut route.spec.backends);
+                route.spec.rules =
+                    vec![RouteRule { matches: vec![RouteMatch { path, ..RouteMatch::default() }], backends }];
+            }
+            let Some(at) = route.spec.rules.iter().position(|r| {
+                r.matches.len() == 1 && r.matches[0].path.as_ref() == Some(&wanted) && r.matches[0].headers.is_empty()
+            }) else {
+                continue;
+            };
+            let main_backends = route.spec.rules[at].backends.clone();
+            let header_rule = |name: &str, kind: ValueMatchType, value: String, backends: Vec<BackendRef>| RouteRule {
+                matches: vec![RouteMatch {
+                    path: Some(wanted.clone()),
+                    headers: vec![HeaderMatchSpec { kind, name: name.to_string(), value }],
+                    ..RouteMatch::default()
+                }],
+                backends,
+            };
+            let mut extra = Vec::new();
+            if let Some((name, how)) = &settings.header {
+                match how {
+                    nginx::CanaryHeader::AlwaysNever => {
+                        extra.push(header_rule(
+                            name,
+                            ValueMatchType::Exact,
+                            "always".into(),
+                            vec![canary_backend.clone()],
+                        ));
+                        extra.push(header_rule(name, ValueMatchType::Exact, "never".into(), main_backends.clone()));
+                    }
+                    nginx::CanaryHeader::Value(value) => extra.push(header_rule(
+                        name,
+                        ValueMatchType::Exact,
+                        value.clone(),
+                        vec![canary_backend.clone()],
+                    )),
+                    nginx::CanaryHeader::Pattern(pattern) => extra.push(header_rule(
+                        name,
+                        ValueMatchType::RegularExpression,
+                        format!(".*(?:{pattern}).*"),
+                        vec![canary_backend.clone()],
+                    )),
+                }
+            }
+            if let Some(cookie) = &settings.cookie {
+                let escaped = regex::escape(cookie);
+                for (value, backends) in [("always", vec![canary_backend.clone()]), ("never", main_backends.clone())] {
+                    let pattern = format!("(?:.*;[ \\t]*)?{escaped}={value}(?:[ \\t]*;.*)?");
+                    extra.push(header_rule("cookie", ValueMatchType::RegularExpression, pattern, backends));
+                }
+            }
+            if settings.weight > 0 {
+                let share = settings.total - settings.weight;
+                let rule = &mut route.spec.rules[at];
+                for backend in &mut rule.backends {
+                    backend.weight = Some(backend.weight.unwrap_or(1).saturating_mul(share));
+                }
+                rule.backends.push(BackendRef { weight: Some(settings.weight), ..canary_backend.clone() });
+            }
+            route.spec.rules.splice(at..at, extra);
+            joined = true;
+        }
+    }
+    joined
 }
