@@ -314,3 +314,116 @@ async fn a_canary_ingress_takes_its_weight_of_1000_websockets_and_every_tester_b
     }
     wsgate.stop().await;
 }
+
+/// The JSON an echo backend answers a GET with: what it received.
+fn received(answer: &str) -> serde_json::Value {
+    serde_json::from_str(body_of(answer)).unwrap_or_else(|e| panic!("not the echo's JSON ({e}): {answer}"))
+}
+
+#[tokio::test]
+async fn rewrite_target_upstream_vhost_and_x_forwarded_prefix_reach_the_backend() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-rewrite");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    let ingress = ingress_yaml(
+        "api",
+        "api.example.com",
+        &[("rewrite-target", "/$2"), ("upstream-vhost", "internal.svc"), ("x-forwarded-prefix", "/api")],
+    )
+    .replace("{path: /, pathType: Prefix,", "{path: \"/api(/|$)(.*)\", pathType: ImplementationSpecific,");
+    folder.write("api.yaml", &ingress);
+    let wsgate = start(&folder.0).await;
+    let client: IpAddr = [127, 0, 0, 1].into();
+    eventually("the rewrite is served", || async {
+        status_of(&exchange_from(client, wsgate.http, &get("api.example.com", "/api/x", "")).await) == 200
+    })
+    .await;
+
+    let answer = exchange_from(client, wsgate.http, &get("api.example.com", "/API/users/7?full=1", "")).await;
+    let seen = received(&answer);
+    assert_eq!(seen["path"], "/users/7?full=1", "the path is rewritten, case-insensitively, the query kept: {seen}");
+    assert_eq!(seen["headers"]["host"], serde_json::json!(["internal.svc"]), "upstream-vhost: {seen}");
+    assert_eq!(
+        seen["headers"]["x-forwarded-host"],
+        serde_json::json!(["api.example.com"]),
+        "the client's host is kept there: {seen}"
+    );
+    assert_eq!(seen["headers"]["x-forwarded-prefix"], serde_json::json!(["/api"]), "{seen}");
+    let answer = exchange_from(client, wsgate.http, &upgrade("api.example.com", "/api/socket", "")).await;
+    assert_eq!(status_of(&answer), 101, "a handshake through the rewrite: {answer}");
+    wsgate.stop().await;
+}
+
+#[tokio::test]
+async fn use_regex_on_one_ingress_makes_every_path_of_its_host_a_case_insensitive_prefix() {
+    let (events, headers) = (echo_server("events").await, echo_server("headers").await);
+    let folder = Folder::new("nginx-use-regex");
+    folder.write("app.yaml", &service_yaml(&[&events]));
+    folder.write("other.yaml", &named_service_yaml("other", &[&headers]));
+    let regex = ingress_yaml("events", "regex.example.com", &[("use-regex", "true")])
+        .replace("{path: /, pathType: Prefix,", "{path: \"/v[0-9]+/events\", pathType: ImplementationSpecific,");
+    folder.write("events.yaml", &regex);
+    // Another Ingress of the same host, without use-regex, with an Exact path.
+    let exact = ingress_yaml("plain", "regex.example.com", &[])
+        .replace("{path: /, pathType: Prefix,", "{path: /Header, pathType: Exact,")
+        .replace("name: app, port", "name: other, port")
+        .replace("annotations:\n", "annotations: {}\n");
+    folder.write("plain.yaml", &exact);
+    let wsgate = start(&folder.0).await;
+    let client: IpAddr = [127, 0, 0, 1].into();
+    eventually("both Ingresses are served", || async {
+        let answer = exchange_from(client, wsgate.http, &get("regex.example.com", "/Header", "")).await;
+        header_of(&answer, "x-echo-name") == Some("headers")
+    })
+    .await;
+    for (path, want) in [
+        ("/v2/events", Some("events")),
+        ("/V12/EVENTS/stream", Some("events")),
+        ("/headers", Some("headers")),
+        ("/HEADER/anything", Some("headers")),
+        ("/x/v2/events", None),
+    ] {
+        let answer = exchange_from(client, wsgate.http, &get("regex.example.com", path, "")).await;
+        match want {
+            Some(name) => assert_eq!(header_of(&answer, "x-echo-name"), Some(name), "{path}: {answer}"),
+            None => assert_eq!(status_of(&answer), 404, "{path}: {answer}"),
+        }
+    }
+    wsgate.stop().await;
+}
+
+#[tokio::test]
+async fn redirect_annotations_answer_without_the_backend() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-redirects");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    folder.write(
+        "moved.yaml",
+        &ingress_yaml("moved", "old.example.com", &[("permanent-redirect", "https://new.example.com/")]),
+    );
+    let temporal = [("temporal-redirect", "https://status.example.com/down"), ("temporal-redirect-code", "307")];
+    folder.write("down.yaml", &ingress_yaml("down", "down.example.com", &temporal));
+    folder.write("root.yaml", &ingress_yaml("root", "app.example.com", &[("app-root", "/app")]));
+    let wsgate = start(&folder.0).await;
+    let client: IpAddr = [127, 0, 0, 1].into();
+    served(wsgate.http, "app.example.com").await;
+    served(wsgate.http, "old.example.com").await;
+    served(wsgate.http, "down.example.com").await;
+
+    let accepted = one.stats.accepted();
+    let answer = exchange_from(client, wsgate.http, &get("old.example.com", "/some/path?q=1", "")).await;
+    assert_eq!(status_of(&answer), 301, "{answer}");
+    assert_eq!(header_of(&answer, "location"), Some("https://new.example.com/"), "the path is not appended");
+    let answer = exchange_from(client, wsgate.http, &upgrade("old.example.com", "/ws", "")).await;
+    assert_eq!(status_of(&answer), 301, "handshakes are redirected too: {answer}");
+    let answer = exchange_from(client, wsgate.http, &get("down.example.com", "/", "")).await;
+    assert_eq!(status_of(&answer), 307, "temporal-redirect-code: {answer}");
+    assert_eq!(header_of(&answer, "location"), Some("https://status.example.com/down"));
+    let answer = exchange_from(client, wsgate.http, &get("app.example.com", "/", "")).await;
+    assert_eq!(status_of(&answer), 302, "app-root: {answer}");
+    assert_eq!(header_of(&answer, "location"), Some("http://app.example.com/app"));
+    assert_eq!(one.stats.accepted(), accepted, "no redirect reached the backend");
+    let answer = exchange_from(client, wsgate.http, &get("app.example.com", "/app", "")).await;
+    assert_eq!(status_of(&answer), 200, "app-root redirects / only: {answer}");
+    wsgate.stop().await;
+}

@@ -76,6 +76,7 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     prepare_head(&mut parts, client);
+    super::rewrite::apply(&route.policy.rewrite, &mut parts);
     let mut req = Request::from_parts(parts, body);
 
     let mut attempts = Attempts::new();

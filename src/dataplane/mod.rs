@@ -64,6 +64,7 @@ mod pool;
 mod proxy_protocol;
 mod redirect;
 mod relay;
+mod rewrite;
 mod server;
 mod session;
 mod sessions;

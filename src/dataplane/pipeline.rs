@@ -102,8 +102,8 @@ impl Reply {
 /// Why the route phase stopped a request before it had a route to proxy on.
 pub enum Stop {
     Error(ProxyError),
-    /// The route redirects plain HTTP to HTTPS: 308 to this `Location`.
-    Redirect(HeaderValue),
+    /// The route redirects: plain HTTP to HTTPS (308), or its own redirect (`Policy::redirect`).
+    Redirect(StatusCode, HeaderValue),
 }
 
 impl From<ProxyError> for Stop {
@@ -148,7 +148,15 @@ impl Trail {
         Span::current().record("route", &*route.id);
         self.route = Some(Arc::clone(route));
         if let Some(location) = redirect::target(shared, conn.addr.is_https(), route, host, &parts.uri) {
-            return Err(Stop::Redirect(location));
+            return Err(Stop::Redirect(StatusCode::PERMANENT_REDIRECT, location));
+        }
+        if let Some(answer) = route
+            .policy
+            .redirect
+            .as_ref()
+            .and_then(|r| redirect::route_redirect(r, conn.addr.is_https(), host, &parts.uri))
+        {
+            return Err(Stop::Redirect(answer.0, answer.1));
         }
         // After the redirect, as ingress-nginx orders them: a refused client is told so on HTTPS.
         if let Some(ranges) = &route.policy.source_ranges
@@ -207,9 +215,9 @@ impl Trail {
     /// The answer for a request the route phase stopped, counted (plain requests and handshakes alike).
     pub fn stop(self, shared: &Shared, stop: Stop, upgrade: bool) -> Reply {
         match stop {
-            Stop::Redirect(location) => {
-                let (parts, _) = redirect::response(location).into_parts();
-                debug!(route = self.route_id(), "redirected to https");
+            Stop::Redirect(status, location) => {
+                let (parts, _) = redirect::response(status, location).into_parts();
+                debug!(route = self.route_id(), %status, "redirected");
                 // Counted as an HTTP answer even for handshakes: the client is sent elsewhere.
                 self.finish_plain(shared, parts.status, access::Bytes::default());
                 Reply { status: parts.status, headers: parts.headers, body: Bytes::new() }
@@ -358,6 +366,7 @@ async fn proxy(
     let affinity = affinity(shared, conn, route, &parts, trail);
 
     prepare_head(&mut parts, &conn.addr);
+    super::rewrite::apply(&route.policy.rewrite, &mut parts);
     // why set explicitly: the hop-by-hop cleanup removed them, and the backend must see exactly these.
     parts.headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     parts.headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));

@@ -1,4 +1,5 @@
-//! The opt-in redirect of plain HTTP to HTTPS (`Policy::https_redirect`).
+//! The opt-in redirect of plain HTTP to HTTPS (`Policy::https_redirect`), and a route's own redirects
+//! (`Policy::redirect`: a fixed URL, or `/` to an application root).
 //!
 //! ```text
 //!   plain listener, route flagged, HTTPS listener on
@@ -13,7 +14,7 @@
 use http::header::{CONNECTION, CONTENT_LENGTH, LOCATION};
 use http::{HeaderValue, Response, StatusCode, Uri};
 
-use crate::routes::{Route, normalize_host};
+use crate::routes::{RedirectTarget, Route, RouteRedirect, normalize_host};
 
 use super::Shared;
 use super::body::ProxyBody;
@@ -49,10 +50,30 @@ pub fn location(host: &str, port: u16, uri: &Uri) -> Option<HeaderValue> {
     HeaderValue::try_from(url).ok()
 }
 
-/// The 308 answer; the connection closes after it.
-pub fn response(location: HeaderValue) -> Response<ProxyBody> {
+/// A route's own redirect (`Policy::redirect`) for a request to `host` with target `uri`: the status
+/// and `Location`, or `None` when it does not apply (`RootTo` for another path than `/`).
+pub fn route_redirect(
+    redirect: &RouteRedirect,
+    https: bool,
+    host: &str,
+    uri: &Uri,
+) -> Option<(StatusCode, HeaderValue)> {
+    let status = StatusCode::from_u16(redirect.status).ok()?;
+    let location = match &redirect.target {
+        RedirectTarget::Url(url) => HeaderValue::from_str(url).ok()?,
+        RedirectTarget::RootTo(path) if uri.path() == "/" => {
+            let scheme = if https { "https" } else { "http" };
+            HeaderValue::from_str(&format!("{scheme}://{host}{path}")).ok()?
+        }
+        RedirectTarget::RootTo(_) => return None,
+    };
+    Some((status, location))
+}
+
+/// The redirect answer (308 for the HTTPS redirect); the connection closes after it.
+pub fn response(status: StatusCode, location: HeaderValue) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::empty());
-    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(LOCATION, location);
     headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));

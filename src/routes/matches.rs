@@ -43,6 +43,28 @@ impl Pattern {
         Ok(Pattern { source: source.into(), regex: Arc::new(regex) })
     }
 
+    /// Compiles `source` anchored at the start only: it matches a value that begins with a match (a
+    /// prefix pattern, as ingress-nginx's `location ~* "^path"`).
+    pub fn prefix(source: &str) -> Result<Pattern, String> {
+        let regex = regex::RegexBuilder::new(&format!("^(?:{source})"))
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .build()
+            .map_err(|error| {
+                let text = error.to_string();
+                let last = text.lines().last().unwrap_or("invalid pattern").trim();
+                last.strip_prefix("error: ").unwrap_or(last).to_string()
+            })?;
+        Ok(Pattern { source: source.into(), regex: Arc::new(regex) })
+    }
+
+    /// When the pattern matches `text`: `replacement` with `$1`, `${name}`, … replaced by the captures.
+    pub fn expand(&self, text: &str, replacement: &str) -> Option<String> {
+        let captures = self.regex.captures(text)?;
+        let mut out = String::new();
+        captures.expand(replacement, &mut out);
+        Some(out)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.source
     }

@@ -33,7 +33,8 @@ pub mod tls;
 pub use matches::{Conditions, HeaderCondition, Pattern, QueryCondition, RequestView, ValueMatch};
 pub use policy::{
     Admission, CookieAffinity, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing, OriginPolicy,
-    Policy, Rate, Rebalance, RouteLimits, SameSite, SourceRanges, SubprotocolPolicy, Toward,
+    PathRewrite, Policy, Rate, Rebalance, RedirectTarget, RequestRewrite, RouteLimits, RouteRedirect, SameSite,
+    SourceRanges, SubprotocolPolicy, Toward,
 };
 pub use tls::{Certificate, TlsTable};
 

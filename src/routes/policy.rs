@@ -8,6 +8,8 @@
 //!     ├─ load_balancing   LeastConnections | RoundRobin | ConsistentHash { on, load bound }
 //!     ├─ https_redirect
 //!     ├─ source_ranges   client addresses allowed / denied (403), every request and handshake
+//!     ├─ redirect        answered by wsgate with a redirect instead of being proxied
+//!     ├─ rewrite         the path, Host and extra headers the backend gets
 //!     ├─ frames       (WebSocket sessions: keepalive pings, message limit, drain, rebalance; any of
 //!     │                them puts the route's sessions on the frame layer instead of the byte tunnel)
 //!     └─ admission        (WebSocket handshakes only; checked before any backend is contacted)
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 use super::cidr::Cidr;
 use super::duration_secs;
+use super::matches::Pattern;
 
 /// Per-route limits and choices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,6 +51,10 @@ pub struct Policy {
     /// Which client addresses may use the route at all (plain requests and WebSocket handshakes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ranges: Option<SourceRanges>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<RouteRedirect>,
+    #[serde(skip_serializing_if = "RequestRewrite::is_empty")]
+    pub rewrite: RequestRewrite,
     #[serde(skip_serializing_if = "Admission::is_open")]
     pub admission: Admission,
     #[serde(skip_serializing_if = "FramePolicy::is_off")]
@@ -63,6 +70,8 @@ impl Default for Policy {
             load_balancing: LoadBalancing::default(),
             https_redirect: false,
             source_ranges: None,
+            redirect: None,
+            rewrite: RequestRewrite::default(),
             admission: Admission::default(),
             frames: FramePolicy::default(),
         }
@@ -90,6 +99,59 @@ impl SourceRanges {
     pub fn allows(&self, client: IpAddr) -> bool {
         !self.deny.iter().any(|c| c.contains(client))
             && (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(client)))
+    }
+}
+
+/// A route that answers with a redirect instead of proxying (plain requests and handshakes alike).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteRedirect {
+    /// 301, 302, 307, 308, …
+    pub status: u16,
+    pub target: RedirectTarget,
+}
+
+/// Where a [`RouteRedirect`] sends the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectTarget {
+    /// This URL, as written (the request's path is not appended).
+    Url(String),
+    /// Requests for `/` only, to this path on the same scheme and host (`app-root`); others are proxied.
+    RootTo(String),
+}
+
+/// What the backend gets instead of what the client sent (after the hop-by-hop cleanup).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct RequestRewrite {
+    /// A new path for requests whose path the pattern matches (the query is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathRewrite>,
+    /// The `Host` header sent to the backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Headers set on the request (replacing any the client sent), lower-case names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_headers: Vec<(String, String)>,
+}
+
+impl RequestRewrite {
+    pub fn is_empty(&self) -> bool {
+        self.path.is_none() && self.host.is_none() && self.set_headers.is_empty()
+    }
+}
+
+/// A path rewrite: when `pattern` matches the start of the path, the whole path becomes `replacement`
+/// with `$1`, `$2`, … (or `${name}`) replaced by the pattern's captures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathRewrite {
+    pub pattern: Pattern,
+    pub replacement: String,
+}
+
+impl PathRewrite {
+    /// The new path, when the pattern matches `path`.
+    pub fn apply(&self, path: &str) -> Option<String> {
+        self.pattern.expand(path, &self.replacement)
     }
 }
 

@@ -473,3 +473,76 @@ async fn changes_reach_the_table_fast() {
         assert!(p99 <= LIVE, "{what}: p99 {p99:?} is over {LIVE:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_class_ingresses_are_served_their_annotations_reported_and_their_status_left_alone() {
+    let f = Fixture::new("nginx").await;
+    let pod = f.net.echo(0, PORT, "pod-0");
+    let gw = f.wsgate(&["--nginx-compat", "--watch-ingress-class", "nginx", "--publish-address", "198.51.100.10"]);
+    ready(&gw).await;
+    f.create(&service("chat")).await;
+    f.create(&slice("chat", &[(pod.addr, true)])).await;
+    // An Ingress still owned by ingress-nginx, with a snippet wsgate will not run.
+    let legacy: Ingress = object(json!({
+        "metadata": {"name": "legacy", "annotations": {
+            "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"X-Frame-Options: DENY\";",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"
+        }},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "legacy.example", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "chat", "port": {"number": 80}}}
+            }]}}]
+        }
+    }));
+    f.create(&legacy).await;
+    // One of wsgate's own, so that status writing is known to have happened.
+    f.create(&ingress("ours", "ours.example", "/", "chat")).await;
+
+    let mut ws = eventually_ws(&gw, "legacy.example", "/chat").await;
+    echo(&mut ws, "served by wsgate beside ingress-nginx").await;
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = f.api();
+    eventually("a Warning Event names the snippet", LIVE * 5, || async {
+        events.list(&ListParams::default()).await.is_ok_and(|list| {
+            list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("UnsupportedAnnotation")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("legacy")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("configuration-snippet") && n.contains("never executed"))
+            })
+        })
+    })
+    .await;
+
+    let ingresses = f.api::<Ingress>();
+    let published = |name: &'static str| {
+        let ingresses = ingresses.clone();
+        async move {
+            ingresses
+                .get(name)
+                .await
+                .ok()
+                .and_then(|i| i.status)
+                .and_then(|s| s.load_balancer)
+                .and_then(|lb| lb.ingress)
+                .is_some_and(|lbs| !lbs.is_empty())
+        }
+    };
+    eventually("wsgate's own Ingress gets its status", LIVE * 5, || published("ours")).await;
+    assert!(!published("legacy").await, "the nginx Ingress's status is left to ingress-nginx");
+}
+
+/// Retries a WebSocket to `host` `path` until the route is served.
+async fn eventually_ws(gw: &Wsgate, host: &str, path: &str) -> harness::Ws {
+    for _ in 0..100 {
+        if let Ok(ws) = gw.ws(host, path).await {
+            return ws;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{host}{path} was never served");
+}

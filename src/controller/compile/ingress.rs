@@ -31,8 +31,8 @@ use super::{
     Severity,
 };
 use crate::routes::{
-    Backend, Conditions, HashOn, HashPolicy, HeaderCondition, HostMatch, LoadBalancing, PathKind, PathMatch, Pattern,
-    Policy, Route, Source, SourceKind, ValueMatch,
+    Backend, Conditions, HashOn, HashPolicy, HeaderCondition, HostMatch, LoadBalancing, PathKind, PathMatch,
+    PathRewrite, Pattern, Policy, Route, Source, SourceKind, ValueMatch,
 };
 
 /// Legacy annotation naming an Ingress's class, from before `spec.ingressClassName`.
@@ -149,6 +149,7 @@ pub(super) fn compile_ingress(
         let field = "spec.defaultBackend";
         if let Some((backend, note)) = ingress_backend(&mut report, backend, field) {
             claimant.default_backend = Some(Candidate {
+                raw_path: None,
                 route: route(HostMatch::Any, PathMatch::prefix("/"), backend),
                 field: field.to_string(),
                 backends: vec![note],
@@ -175,6 +176,7 @@ pub(super) fn compile_ingress(
             let backend = ingress_backend(&mut report, &path.backend, &format!("{field}.backend"));
             if let (Some(matcher), Some((backend, note))) = (matcher, backend) {
                 claimant.routes.push(Candidate {
+                    raw_path: path.path.clone().filter(|p| !p.is_empty()),
                     route: route(host.clone(), matcher, backend),
                     field,
                     backends: vec![note],
@@ -198,6 +200,7 @@ pub(super) fn compile_ingress(
     let mut spec = annotated.spec;
     let mut from_nginx = Vec::new();
     let mut cookie_path_per_route = false;
+    let mut requests: Option<nginx::Requests> = None;
     let nginx_keys = annotations.map_or(0, |a| a.keys().filter(|k| k.starts_with(nginx::NGINX_PREFIX)).count());
     if nginx_compat {
         let translation = nginx::translate(annotations);
@@ -214,6 +217,7 @@ pub(super) fn compile_ingress(
         let (merged, taken) = spec.over(translation.spec);
         spec = merged;
         cookie_path_per_route = translation.cookie_path_per_route && taken.contains(&"loadBalancing");
+        requests = Some(translation.requests.clone());
         from_nginx = taken;
         let ssl_redirect_set = annotations.is_some_and(|a| a.contains_key(SSL_REDIRECT_ANNOTATION));
         let has_tls = ingress.spec.as_ref().is_some_and(|s| s.tls.as_ref().is_some_and(|t| !t.is_empty()));
@@ -255,13 +259,76 @@ pub(super) fn compile_ingress(
         claimant.https_redirect = None;
         return claimant;
     }
+    let requests = requests.unwrap_or_default();
+    claimant.regex_paths = requests.use_regex || requests.rewrite_target.is_some();
     for candidate in claimant.routes.iter_mut().chain(claimant.default_backend.as_mut()) {
         candidate.route.policy = policy.clone();
         if cookie_path_per_route {
             cookie_path_from_route(&mut candidate.route);
         }
+        let policy = &mut candidate.route.policy;
+        policy.redirect = requests.redirect.clone();
+        policy.rewrite.host = requests.upstream_vhost.clone();
+        if let Some(target) = &requests.rewrite_target {
+            let source = candidate.raw_path.as_deref().unwrap_or("/");
+            match Pattern::prefix(&format!("(?i){source}")) {
+                Ok(pattern) => {
+                    policy.rewrite.path = Some(PathRewrite { pattern, replacement: target.clone() });
+                    // ingress-nginx sends X-Forwarded-Prefix only with a rewrite.
+                    if let Some(prefix) = &requests.forwarded_prefix {
+                        policy.rewrite.set_headers.push(("x-forwarded-prefix".to_string(), prefix.clone()));
+                    }
+                }
+                Err(error) => report.invalid(
+                    format!("{}.path", candidate.field),
+                    format!("{source:?} is not a regular expression for rewrite-target: {error}"),
+                ),
+            }
+        }
     }
     claimant
+}
+
+/// ingress-nginx's `use-regex` (and `rewrite-target`, which implies it): on every host where one
+/// Ingress asks for it, every Ingress path of that host, whichever Ingress it is in, is matched as
+/// a case-insensitive regular expression anchored at the start only (`location ~* "^path"`), longest
+/// first. A path that is no regular expression is reported and not served.
+pub(super) fn regex_hosts(claimants: &mut [Claimant], diagnostics: &mut Vec<Diagnostic>) {
+    let hosts: BTreeSet<HostMatch> = claimants
+        .iter()
+        .filter(|c| c.regex_paths)
+        .flat_map(|c| c.routes.iter().map(|r| r.route.host.clone()))
+        .collect();
+    if hosts.is_empty() {
+        return;
+    }
+    for claimant in claimants.iter_mut().filter(|c| c.object.kind == ObjectKind::Ingress) {
+        let object = claimant.object.clone();
+        claimant.routes.retain_mut(|candidate| {
+            if !hosts.contains(&candidate.route.host) {
+                return true;
+            }
+            let Some(raw) = candidate.raw_path.clone() else { return true };
+            match PathMatch::regex(&format!("(?i){raw}.*")) {
+                Ok(path) => {
+                    candidate.route.path = path;
+                    true
+                }
+                Err(error) => {
+                    diagnostics.push(Diagnostic {
+                        object: object.clone(),
+                        severity: Severity::Error,
+                        reason: Reason::Invalid,
+                        field: format!("{}.path", candidate.field),
+                        message: format!(
+                            "use-regex on this host makes {raw:?} a regular expression, and it is not one: {error}"
+                        ),
+                    });
+                    false
+                }
+            }
+        });
+    }
 }
 
 /// ingress-nginx's default affinity cookie path: the path of the route (`/` for a regular expression,

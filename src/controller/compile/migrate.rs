@@ -167,7 +167,8 @@ fn review(
             && row.support == Support::Same
             && !noted.contains(key.as_str())
         {
-            lines.push((Verdict::Same, format!("{:<11} {key} → {}", "same", row.field)));
+            let to = if row.field.is_empty() { "translated under --nginx-compat" } else { row.field };
+            lines.push((Verdict::Same, format!("{:<11} {key} → {to}", "same")));
         }
     }
     let mut refused = false;
@@ -202,6 +203,16 @@ fn review(
             }
         }
     }
+    if translation.requests.any() {
+        lines.push((
+            Verdict::Differs,
+            format!(
+                "{:<11} use-regex, rewrite-target, redirects, app-root, upstream-vhost and x-forwarded-prefix have no \
+                 WebSocketRoute field yet: keep this Ingress, served with --nginx-compat",
+                "differs"
+            ),
+        ));
+    }
     lines.extend(default_differences(ingress, &spec).into_iter().map(|line| (Verdict::Same, line)));
     let verdict = lines.iter().map(|(v, _)| *v).max().unwrap_or(Verdict::Same);
 
@@ -219,7 +230,13 @@ fn review(
     if let Some(Err(message)) = &canary {
         lines.push((Verdict::Unsupported, format!("{:<11} {message}", "error")));
     }
-    let routes = if canary.is_some() {
+    let routes = if translation.requests.any() {
+        let _ = writeln!(
+            text,
+            "#   → no WebSocketRoute: keep the Ingress (wsgate serves it the same under --nginx-compat)"
+        );
+        Vec::new()
+    } else if canary.is_some() {
         let _ = writeln!(text, "#   → no WebSocketRoute of its own: its paths join the main Ingress's WebSocketRoute");
         Vec::new()
     } else if refused {

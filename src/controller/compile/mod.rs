@@ -124,6 +124,9 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     for (canary, settings) in canaries {
         ingress::merge_canary(&mut claimants, canary, settings, &mut diagnostics);
     }
+    if options.nginx_compat {
+        ingress::regex_hosts(&mut claimants, &mut diagnostics);
+    }
 
     let outcomes = claim(&claimants, &mut diagnostics);
     warn_no_ready_endpoints(&claimants, &outcomes, &mut diagnostics);
@@ -196,6 +199,8 @@ struct Age {
 #[derive(Debug, Clone)]
 struct Candidate {
     route: Route,
+    /// An Ingress path as written (for ingress-nginx's regular-expression paths, `--nginx-compat`).
+    raw_path: Option<String>,
     /// Where the host + path was written, e.g. `spec.rules[0].http.paths[1]` or `spec.hostnames[0]`.
     field: String,
     /// One per `route.backends` entry.
@@ -224,6 +229,9 @@ struct Claimant {
     tls: Vec<tls::TlsRequest>,
     /// The field asking for plain HTTP to be redirected to HTTPS, when the object asks for it.
     https_redirect: Option<String>,
+    /// ingress-nginx's `use-regex` or `rewrite-target` (`--nginx-compat`): every Ingress path of this
+    /// object's hosts becomes a case-insensitive prefix regular expression.
+    regex_paths: bool,
 }
 
 impl Claimant {
@@ -238,6 +246,7 @@ impl Claimant {
             route_findings: None,
             tls: Vec::new(),
             https_redirect: None,
+            regex_paths: false,
         }
     }
 }

@@ -27,6 +27,8 @@ use crate::crd::{
     SourceRangesSpec,
 };
 use crate::routes::cidr::Cidr;
+use crate::routes::{RedirectTarget, RouteRedirect};
+use http::HeaderValue;
 
 /// Prefix of ingress-nginx's annotations.
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -312,29 +314,54 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
     row("cors-max-age", Unsupported, "", "see enable-cors"),
     row(
         "rewrite-target",
-        Refused,
+        Same,
         "",
-        "path rewriting is not translated yet: the backend would get paths it does not serve",
+        "the backend gets this path instead, with `$1`, `$2`, … from the path's regular expression (matched \
+         case-insensitively at the start of the path); the query is kept. Like ingress-nginx, it turns every path \
+         of the host into a regular expression (see use-regex). No WebSocketRoute field yet: keep the Ingress",
     ),
     row(
         "use-regex",
-        Refused,
+        Same,
         "",
-        "ingress-nginx's regular-expression paths (case-insensitive prefix matches, for every path of the host) are \
-         not translated yet",
+        "every path of the host, in every Ingress, becomes a case-insensitive regular expression anchored at the \
+         start only, longest first, as in ingress-nginx (Exact and Prefix paths too). No WebSocketRoute field yet: \
+         keep the Ingress",
     ),
-    row("app-root", Unsupported, "", "not translated yet: `/` is proxied, not redirected"),
+    row(
+        "app-root",
+        Same,
+        "",
+        "a request for `/` gets 302 to this path on the same scheme and host; other paths are proxied. No \
+         WebSocketRoute field yet",
+    ),
     row(
         "permanent-redirect",
-        Refused,
+        Same,
         "",
-        "redirect-only Ingresses are not translated yet: the backend would be served instead of the redirect",
+        "every request gets a redirect to this URL (the path is not appended), 301 unless permanent-redirect-code \
+         (300 to 308) says otherwise. No WebSocketRoute field yet",
     ),
-    row("permanent-redirect-code", Refused, "", "see permanent-redirect"),
-    row("temporal-redirect", Refused, "", "see permanent-redirect"),
-    row("temporal-redirect-code", Refused, "", "see permanent-redirect"),
-    row("upstream-vhost", Unsupported, "", "not translated yet: the backend gets the client's Host header"),
-    row("x-forwarded-prefix", Unsupported, "", "not translated yet"),
+    row("permanent-redirect-code", Same, "", "see permanent-redirect"),
+    row(
+        "temporal-redirect",
+        Same,
+        "",
+        "as permanent-redirect, with 302 unless temporal-redirect-code (300 to 307); it wins over permanent-redirect",
+    ),
+    row("temporal-redirect-code", Same, "", "see temporal-redirect"),
+    row(
+        "upstream-vhost",
+        Same,
+        "",
+        "the backend gets this Host header (X-Forwarded-Host keeps the client's). No WebSocketRoute field yet",
+    ),
+    row(
+        "x-forwarded-prefix",
+        Same,
+        "",
+        "sent as X-Forwarded-Prefix, only with rewrite-target (as ingress-nginx does). No WebSocketRoute field yet",
+    ),
     row(
         "proxy-buffering",
         NoEffect,
@@ -420,6 +447,26 @@ pub(super) struct Translation {
     pub cookie_path_per_route: bool,
     /// `ssl-redirect` asked for, or left at its default: `Some(true)`; `"false"`: `Some(false)`.
     pub ssl_redirect: Option<bool>,
+    /// What happens to requests before the backend (no WebSocketRoute fields for these yet).
+    pub requests: Requests,
+}
+
+/// ingress-nginx's request rewrites and redirects of one Ingress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Requests {
+    pub use_regex: bool,
+    pub rewrite_target: Option<String>,
+    pub forwarded_prefix: Option<String>,
+    pub upstream_vhost: Option<String>,
+    /// permanent-redirect, temporal-redirect or app-root.
+    pub redirect: Option<RouteRedirect>,
+}
+
+impl Requests {
+    /// Whether a WebSocketRoute cannot say this yet.
+    pub fn any(&self) -> bool {
+        *self != Requests::default()
+    }
 }
 
 impl Translation {
@@ -619,6 +666,49 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
     if !allow.is_empty() || !deny.is_empty() {
         out.spec.source_ranges = Some(SourceRangesSpec { allow, deny });
     }
+
+    // Rewrites and redirects (ingress-nginx refuses an Ingress whose redirect URL it cannot take).
+    let requests = &mut out.requests;
+    requests.use_regex = get("use-regex").and_then(parse_bool) == Some(true);
+    requests.rewrite_target = get("rewrite-target").filter(|v| !v.is_empty()).map(str::to_string);
+    requests.forwarded_prefix = get("x-forwarded-prefix").filter(|v| !v.is_empty()).map(str::to_string);
+    requests.upstream_vhost = get("upstream-vhost").filter(|v| !v.is_empty()).map(str::to_string);
+    let code = |name: &str, default: u16, max: u16| -> u16 {
+        get(name).and_then(|v| v.parse::<u16>().ok()).filter(|c| (300..=max).contains(c)).unwrap_or(default)
+    };
+    let url = |name: &str, notes: &mut Notes| -> Option<String> {
+        let value = get(name).filter(|v| !v.is_empty())?;
+        if (value.starts_with("http://") || value.starts_with("https://")) && HeaderValue::from_str(value).is_ok() {
+            Some(value.to_string())
+        } else {
+            let message = format!(
+                "{} must be an http:// or https:// URL, not {value:?} (ingress-nginx refuses it too)",
+                key(name)
+            );
+            notes.add(name, Support::Refused, message);
+            None
+        }
+    };
+    let temporal = url("temporal-redirect", &mut notes);
+    let permanent = url("permanent-redirect", &mut notes);
+    requests.redirect = match (temporal, permanent) {
+        (Some(url), _) => {
+            Some(RouteRedirect { status: code("temporal-redirect-code", 302, 307), target: RedirectTarget::Url(url) })
+        }
+        (None, Some(url)) => {
+            Some(RouteRedirect { status: code("permanent-redirect-code", 301, 308), target: RedirectTarget::Url(url) })
+        }
+        (None, None) => match get("app-root").filter(|v| !v.is_empty()) {
+            Some(root) if root.starts_with('/') && HeaderValue::from_str(root).is_ok() => {
+                Some(RouteRedirect { status: 302, target: RedirectTarget::RootTo(root.to_string()) })
+            }
+            Some(root) => {
+                notes.fallback("app-root", root, "a path starting with /");
+                None
+            }
+            None => None,
+        },
+    };
 
     // Backend protocol: only HTTP is spoken to backends.
     if let Some(protocol) = get("backend-protocol").filter(|v| !v.is_empty()) {

@@ -193,6 +193,8 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
         load_balancing,
         https_redirect: false,
         source_ranges,
+        redirect: None,
+        rewrite: Default::default(),
         admission: Admission { origins, subprotocols, limits },
         frames,
     }

@@ -156,6 +156,7 @@ pub(super) fn compile_route(
             for rule in &rules {
                 for ((path, conditions), match_field) in &rule.matches {
                     claimant.routes.push(Candidate {
+                        raw_path: None,
                         route: Route {
                             id: id.clone(),
                             source: source.clone(),
