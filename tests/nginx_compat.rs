@@ -427,3 +427,46 @@ async fn redirect_annotations_answer_without_the_backend() {
     assert_eq!(status_of(&answer), 200, "app-root redirects / only: {answer}");
     wsgate.stop().await;
 }
+
+#[tokio::test]
+async fn proxy_body_size_refuses_larger_bodies_with_413() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-body-size");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    folder.write("upload.yaml", &ingress_yaml("upload", "upload.example.com", &[("proxy-body-size", "1k")]));
+    let wsgate = start(&folder.0).await;
+    served(wsgate.http, "upload.example.com").await;
+    let client: IpAddr = [127, 0, 0, 1].into();
+    let post = |body: &str| {
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: upload.example.com\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+
+    let small = "x".repeat(1024);
+    let answer = exchange_from(client, wsgate.http, &post(&small)).await;
+    assert_eq!(status_of(&answer), 200, "1 KiB is allowed: {answer}");
+    assert!(answer.ends_with(&small), "and reaches the backend whole");
+
+    let accepted = one.stats.accepted();
+    let answer = exchange_from(client, wsgate.http, &post(&"x".repeat(1025))).await;
+    assert_eq!(status_of(&answer), 413, "one byte over: {answer}");
+    assert_eq!(one.stats.accepted(), accepted, "a declared oversized body never reaches the backend");
+
+    // A chunked body that passes the limit is cut off: the client never gets it echoed whole.
+    let mut stream = connect_from(client, wsgate.http).await;
+    let head =
+        "POST /upload HTTP/1.1\r\nHost: upload.example.com\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let chunk = "y".repeat(800);
+    for _ in 0..4 {
+        let _ = stream.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes()).await;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = within("the cut-off answer", stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains(&chunk.repeat(4)), "3,200 bytes were relayed whole past a 1 KiB limit: {answer}");
+    wsgate.stop().await;
+}

@@ -120,6 +120,14 @@ pub struct WebSocketRouteSpec {
     #[schemars(range(min = 1))]
     pub max_message_bytes: Option<u64>,
 
+    /// Largest body of a plain HTTP request on this route, in bytes: a request whose `Content-Length` is
+    /// larger is answered 413 before any backend is contacted, and a streamed (chunked) body is cut off
+    /// with 413 when it passes the limit. WebSocket messages are not counted (see `maxMessageBytes`).
+    /// Omitted: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_request_body_bytes: Option<u64>,
+
     /// What happens to open WebSockets when their endpoint is terminating (a rollout, a scale-in) or
     /// leaves its EndpointSlice. Omitted: they stay until they end (`Keep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

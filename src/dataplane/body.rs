@@ -68,3 +68,57 @@ impl Body for ProxyBody {
         }
     }
 }
+
+/// A request body on its way to the backend, cut off at the route's `maxRequestBodyBytes`: the frame
+/// that passes the limit becomes a [`TooLarge`] error instead, which aborts the request (the client
+/// gets 413 if the backend has not answered yet).
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    /// Bytes still allowed; `None`: no limit.
+    left: Option<u64>,
+    limit: u64,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: Option<u64>) -> RequestBody {
+        RequestBody { inner, left: limit, limit: limit.unwrap_or(0) }
+    }
+}
+
+/// The request body passed the route's limit (the limit, in bytes).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body passed the route's limit of {0} bytes")]
+pub struct TooLarge(pub u64);
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(left), Some(data)) = (this.left.as_mut(), frame.data_ref()) {
+                    let len = data.len() as u64;
+                    if len > *left {
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+                    }
+                    *left -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(Box::new(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

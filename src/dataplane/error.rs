@@ -63,6 +63,9 @@ pub enum ProxyError {
     /// The route's admission policy refused the handshake before any backend was contacted.
     #[error("{}", .0.message())]
     Refused(Refused),
+    /// The request body is larger than the route's `maxRequestBodyBytes`: 413.
+    #[error("the request body is larger than this route allows ({0} bytes)")]
+    BodyTooLarge(u64),
 }
 
 /// Why a route's admission policy refused a handshake: the `reason` label of `wsgate_refused_total`.
@@ -152,6 +155,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             ProxyError::Refused(refused) => refused.status(),
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -166,7 +170,8 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BadHandshake(_)
             | ProxyError::UnsupportedVersion
-            | ProxyError::Refused(_) => Side::Client,
+            | ProxyError::Refused(_)
+            | ProxyError::BodyTooLarge(_) => Side::Client,
         }
     }
 
@@ -179,9 +184,10 @@ impl ProxyError {
             | ProxyError::BackendStream(_)
             | ProxyError::BadSwitch(_) => UpgradeOutcome::BackendError,
             ProxyError::Timeout(_) => UpgradeOutcome::Timeout,
-            ProxyError::BadRequest(_) | ProxyError::BadHandshake(_) | ProxyError::UnsupportedVersion => {
-                UpgradeOutcome::BadRequest
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::BadHandshake(_)
+            | ProxyError::UnsupportedVersion
+            | ProxyError::BodyTooLarge(_) => UpgradeOutcome::BadRequest,
             ProxyError::Refused(_) => UpgradeOutcome::Refused,
         }
     }

@@ -26,7 +26,7 @@ use crate::routes::Route;
 use super::Shared;
 use super::access;
 use super::balancer::{Lease, Pick};
-use super::body::ProxyBody;
+use super::body::{ProxyBody, RequestBody, TooLarge};
 use super::conn::Conn;
 use super::error::ProxyError;
 use super::headers::{ClientAddr, prepare_head, remove_hop_by_hop};
@@ -75,9 +75,16 @@ async fn forward(
     picked: &mut Option<Pick>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
+    let limit = route.policy.max_request_body_bytes;
+    if let Some(limit) = limit
+        && access::content_length(&parts.headers).is_some_and(|length| length > limit)
+    {
+        // Refused before anything reaches a backend, as ingress-nginx's client_max_body_size does.
+        return Err(ProxyError::BodyTooLarge(limit));
+    }
     prepare_head(&mut parts, client);
     super::rewrite::apply(&route.policy.rewrite, &mut parts);
-    let mut req = Request::from_parts(parts, body);
+    let mut req = Request::from_parts(parts, RequestBody::new(body, limit));
 
     let mut attempts = Attempts::new();
     let (response, sender, lease) = loop {
@@ -91,7 +98,7 @@ async fn forward(
                     // The pooled connection closed before the request went out: nothing was sent, so
                     // a fresh connection to the same endpoint is safe.
                     Some(unsent) => req = unsent,
-                    None => return Err(ProxyError::Backend(error.into_error())),
+                    None => return Err(backend_error(error.into_error())),
                 },
                 Err(_) => return Err(ProxyError::Timeout(RESPONSE_HEADER_TIMEOUT)),
             }
@@ -110,11 +117,24 @@ async fn forward(
         let mut sender: Sender = pool::handshake(stream, false).await.map_err(ProxyError::Backend)?;
         match tokio::time::timeout(RESPONSE_HEADER_TIMEOUT, sender.send_request(req)).await {
             Ok(Ok(response)) => break (response, sender, lease),
-            Ok(Err(error)) => return Err(ProxyError::Backend(error)),
+            Ok(Err(error)) => return Err(backend_error(error)),
             Err(_) => return Err(ProxyError::Timeout(RESPONSE_HEADER_TIMEOUT)),
         }
     };
     relay_response(shared, response, sender, lease)
+}
+
+/// A failed exchange: the client's fault when its body passed the route's limit (413), else the
+/// backend's.
+fn backend_error(error: hyper::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        if let Some(TooLarge(limit)) = cause.downcast_ref::<TooLarge>() {
+            return ProxyError::BodyTooLarge(*limit);
+        }
+        source = cause.source();
+    }
+    ProxyError::Backend(error)
 }
 
 fn relay_response(

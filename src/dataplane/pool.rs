@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
+use super::body::RequestBody;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -38,7 +38,7 @@ pub const MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A sender for plain requests, whose bodies are the client's streamed bodies.
-pub type Sender = SendRequest<Incoming>;
+pub type Sender = SendRequest<RequestBody>;
 
 /// Idle keep-alive connections to backends, by endpoint address.
 #[derive(Debug, Default)]

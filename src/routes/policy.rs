@@ -9,6 +9,7 @@
 //!     ├─ https_redirect
 //!     ├─ source_ranges   client addresses allowed / denied (403), every request and handshake
 //!     ├─ redirect        answered by wsgate with a redirect instead of being proxied
+//!     ├─ max_request_body_bytes   plain HTTP bodies (413 above it)
 //!     ├─ rewrite         the path, Host and extra headers the backend gets
 //!     ├─ frames       (WebSocket sessions: keepalive pings, message limit, drain, rebalance; any of
 //!     │                them puts the route's sessions on the frame layer instead of the byte tunnel)
@@ -53,6 +54,10 @@ pub struct Policy {
     pub source_ranges: Option<SourceRanges>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect: Option<RouteRedirect>,
+    /// Largest plain-HTTP request body (413 above it; a declared Content-Length is refused before any
+    /// backend is contacted). WebSocket frames are not counted (see `frames.max_message_bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
     #[serde(skip_serializing_if = "RequestRewrite::is_empty")]
     pub rewrite: RequestRewrite,
     #[serde(skip_serializing_if = "Admission::is_open")]
@@ -71,6 +76,7 @@ impl Default for Policy {
             https_redirect: false,
             source_ranges: None,
             redirect: None,
+            max_request_body_bytes: None,
             rewrite: RequestRewrite::default(),
             admission: Admission::default(),
             frames: FramePolicy::default(),

@@ -411,6 +411,7 @@ fn policy_fields(spec: &PolicySpec) -> WebSocketRouteSpec {
         limits: spec.limits.clone(),
         keepalive: spec.keepalive.clone(),
         max_message_bytes: spec.max_message_bytes,
+        max_request_body_bytes: spec.max_request_body_bytes,
         drain: spec.drain.clone(),
         rebalance: spec.rebalance.clone(),
         ..WebSocketRouteSpec::default()

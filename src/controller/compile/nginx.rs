@@ -301,9 +301,10 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
     row("force-ssl-redirect", Unsupported, "tls.redirect", "wsgate redirects only hosts it has a certificate for"),
     row(
         "proxy-body-size",
-        Unsupported,
-        "",
-        "not translated yet: wsgate sets no limit on plain HTTP request bodies (ingress-nginx's default was 1m)",
+        Same,
+        "maxRequestBodyBytes",
+        "nginx sizes (`8m`, `512k`, `1g`, plain bytes; `0`: no limit): a larger plain HTTP body gets 413. Without \
+         it wsgate sets no limit (ingress-nginx's default was 1m)",
     ),
     row("enable-cors", Unsupported, "", "CORS is not translated yet: wsgate adds no CORS headers"),
     row("cors-allow-origin", Unsupported, "", "see enable-cors"),
@@ -710,6 +711,15 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
         },
     };
 
+    // Request bodies: nginx sizes; 0 turns the check off; a bad value falls back (no limit here).
+    if let Some(size) = get("proxy-body-size").filter(|v| !v.is_empty()) {
+        match nginx_size(size) {
+            Some(0) => {}
+            Some(bytes) => out.spec.max_request_body_bytes = Some(bytes),
+            None => notes.fallback("proxy-body-size", size, "an nginx size such as 8m, 512k or 1g"),
+        }
+    }
+
     // Backend protocol: only HTTP is spoken to backends.
     if let Some(protocol) = get("backend-protocol").filter(|v| !v.is_empty()) {
         match protocol.to_ascii_uppercase().as_str() {
@@ -832,6 +842,23 @@ pub(super) fn canary(annotations: Option<&BTreeMap<String, String>>) -> Option<R
     Some(parsed)
 }
 
+/// An nginx size: digits with an optional `k`, `m` or `g` (either case), in bytes.
+fn nginx_size(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.char_indices().last()? {
+        (at, c) if c.is_ascii_alphabetic() => (&value[..at], c.to_ascii_lowercase()),
+        _ => (value, 'b'),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
 /// ingress-nginx's booleans (Go's `ParseBool`).
 fn parse_bool(value: &str) -> Option<bool> {
     match value {
@@ -907,6 +934,21 @@ mod tests {
             return;
         }
         assert_eq!(current, table, "the page's table is stale: rerun with WSGATE_UPDATE_GOLDEN=1");
+    }
+
+    #[test]
+    fn body_sizes_are_read_in_nginx_units() {
+        assert_eq!(nginx_size("8m"), Some(8 << 20));
+        assert_eq!(nginx_size("512K"), Some(512 << 10));
+        assert_eq!(nginx_size("1g"), Some(1 << 30));
+        assert_eq!(nginx_size("1000"), Some(1000));
+        assert_eq!(nginx_size("0"), Some(0));
+        assert_eq!(nginx_size("8mb"), None);
+        assert_eq!(nginx_size("m"), None);
+        let t = translate(Some(&annotations(&[("proxy-body-size", "8m")])));
+        assert_eq!(t.spec.max_request_body_bytes, Some(8 << 20));
+        let off = translate(Some(&annotations(&[("proxy-body-size", "0")])));
+        assert_eq!(off.spec.max_request_body_bytes, None);
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub const ANNOTATIONS: &[(&str, &str, &str)] = &[
     ("wsgate.dev/pong-timeout", "keepalive.pongTimeout", "a duration, e.g. 10s"),
     ("wsgate.dev/ping-toward", "keepalive.toward", "Client, Backend or Both"),
     ("wsgate.dev/max-message-bytes", "maxMessageBytes", "a positive integer"),
+    ("wsgate.dev/max-request-body-bytes", "maxRequestBodyBytes", "a positive integer"),
     ("wsgate.dev/drain-on-endpoint-termination", "drain.onEndpointTermination", "Keep or Close"),
     ("wsgate.dev/drain-grace-period", "drain.gracePeriod", "a duration, e.g. 5s"),
     ("wsgate.dev/rebalance", "rebalance.enabled", "true or false"),
@@ -89,6 +90,7 @@ pub(super) struct PolicySpec {
     pub limits: Option<ConnectionLimits>,
     pub keepalive: Option<KeepaliveSpec>,
     pub max_message_bytes: Option<u64>,
+    pub max_request_body_bytes: Option<u64>,
     pub drain: Option<Drain>,
     pub rebalance: Option<RebalanceSpec>,
 }
@@ -119,6 +121,7 @@ impl PolicySpec {
         take(&mut self.limits, under.limits, "limits", t);
         take(&mut self.keepalive, under.keepalive, "keepalive", t);
         take(&mut self.max_message_bytes, under.max_message_bytes, "maxMessageBytes", t);
+        take(&mut self.max_request_body_bytes, under.max_request_body_bytes, "maxRequestBodyBytes", t);
         take(&mut self.drain, under.drain, "drain", t);
         take(&mut self.rebalance, under.rebalance, "rebalance", t);
         (self, taken)
@@ -194,6 +197,7 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
         https_redirect: false,
         source_ranges,
         redirect: None,
+        max_request_body_bytes: spec.max_request_body_bytes,
         rewrite: Default::default(),
         admission: Admission { origins, subprotocols, limits },
         frames,
@@ -603,6 +607,9 @@ pub(super) fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -
                 store(&mut keepalive.toward, toward)
             }
             "max-message-bytes" => store(&mut spec.max_message_bytes, value.parse::<u64>().ok()),
+            "max-request-body-bytes" => {
+                store(&mut spec.max_request_body_bytes, value.parse::<u64>().ok().filter(|n| *n > 0))
+            }
             "drain-on-endpoint-termination" => {
                 let on = match value.to_ascii_lowercase().as_str() {
                     "keep" => Some(EndpointTermination::Keep),
@@ -756,6 +763,7 @@ mod tests {
             ("wsgate.dev/drain-grace-period", "3s"),
             ("wsgate.dev/rebalance", "true"),
             ("wsgate.dev/allow-source-ranges", "10.0.0.0/8, 192.168.1.7"),
+            ("wsgate.dev/max-request-body-bytes", "1048576"),
             ("wsgate.dev/deny-source-ranges", "10.9.0.0/16"),
         ])));
         assert!(annotated.errors.is_empty() && annotated.unknown.is_empty(), "{annotated:?}");
@@ -793,6 +801,7 @@ mod tests {
                 toward: Some(KeepaliveToward::Both),
             }),
             max_message_bytes: Some(65536),
+            max_request_body_bytes: Some(1 << 20),
             drain: Some(Drain {
                 on_endpoint_termination: Some(EndpointTermination::Close),
                 grace_period: Some("3s".into()),

@@ -120,6 +120,7 @@ pub(super) fn compile_route(
         limits: spec.limits.clone(),
         keepalive: spec.keepalive.clone(),
         max_message_bytes: spec.max_message_bytes,
+        max_request_body_bytes: spec.max_request_body_bytes,
         drain: spec.drain.clone(),
         rebalance: spec.rebalance.clone(),
     };
