@@ -470,3 +470,56 @@ async fn proxy_body_size_refuses_larger_bodies_with_413() {
     assert!(!answer.contains(&chunk.repeat(4)), "3,200 bytes were relayed whole past a 1 KiB limit: {answer}");
     wsgate.stop().await;
 }
+
+#[tokio::test]
+async fn enable_cors_answers_preflights_itself_and_adds_the_headers_to_answers() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-cors");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    folder.write("any.yaml", &ingress_yaml("any", "any.example.com", &[("enable-cors", "true")]));
+    let listed = [
+        ("enable-cors", "true"),
+        ("cors-allow-origin", "https://app.example.com, https://*.example.org"),
+        ("cors-allow-credentials", "false"),
+        ("cors-max-age", "600"),
+    ];
+    folder.write("listed.yaml", &ingress_yaml("listed", "listed.example.com", &listed));
+    let wsgate = start(&folder.0).await;
+    served(wsgate.http, "any.example.com").await;
+    served(wsgate.http, "listed.example.com").await;
+    let client: IpAddr = [127, 0, 0, 1].into();
+    let options = |host: &str, origin: &str| {
+        format!(
+            "OPTIONS /api HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: PUT\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+
+    // ingress-nginx's defaults: any origin, credentials, 20 days, its methods.
+    let accepted = one.stats.accepted();
+    let answer = exchange_from(client, wsgate.http, &options("any.example.com", "https://x.test")).await;
+    assert_eq!(status_of(&answer), 204, "{answer}");
+    assert_eq!(header_of(&answer, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header_of(&answer, "access-control-allow-credentials"), Some("true"));
+    assert_eq!(header_of(&answer, "access-control-max-age"), Some("1728000"));
+    assert_eq!(header_of(&answer, "access-control-allow-methods"), Some("GET, PUT, POST, DELETE, PATCH, OPTIONS"));
+    assert_eq!(one.stats.accepted(), accepted, "the preflight never reaches the backend");
+    let answer =
+        exchange_from(client, wsgate.http, &get("any.example.com", "/api", "Origin: https://x.test\r\n")).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(header_of(&answer, "access-control-allow-origin"), Some("*"), "added to the backend's answer");
+
+    // A list: the allowed origin is echoed, another gets nothing and its preflight goes to the backend.
+    let answer = exchange_from(client, wsgate.http, &options("listed.example.com", "https://app.example.com")).await;
+    assert_eq!(status_of(&answer), 204, "{answer}");
+    assert_eq!(header_of(&answer, "access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(header_of(&answer, "access-control-allow-credentials"), None, "cors-allow-credentials: false");
+    assert_eq!(header_of(&answer, "access-control-max-age"), Some("600"));
+    let answer = exchange_from(client, wsgate.http, &options("listed.example.com", "https://a.example.org")).await;
+    assert_eq!(header_of(&answer, "access-control-allow-origin"), Some("https://a.example.org"), "{answer}");
+    let answer = exchange_from(client, wsgate.http, &options("listed.example.com", "https://evil.test")).await;
+    assert_ne!(status_of(&answer), 204, "not answered by wsgate: {answer}");
+    assert_eq!(header_of(&answer, "access-control-allow-origin"), None, "{answer}");
+    assert_eq!(header_of(&answer, "x-echo-name"), Some("one"), "the backend answered it: {answer}");
+    wsgate.stop().await;
+}

@@ -98,6 +98,13 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ranges: Option<SourceRangesSpec>,
 
+    /// Cross-origin plain HTTP requests from browsers (CORS). A preflight (`OPTIONS`) from an allowed
+    /// origin is answered 204 by wsgate; other answers to an allowed origin get the `Access-Control-*`
+    /// headers (replacing the backend's). WebSocket handshakes are not CORS requests: see
+    /// `allowedOrigins`. Omitted: no CORS headers are added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+
     /// The WebSocket subprotocols (`Sec-WebSocket-Protocol`) this route speaks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subprotocols: Option<Subprotocols>,
@@ -304,6 +311,36 @@ pub struct Timeouts {
     /// a TCP close, which clients see as an abnormal close (1006). Omitted: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<String>,
+}
+
+/// CORS settings, as Gateway API's HTTPCORSFilter names them.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsSpec {
+    /// Origins allowed to make cross-origin requests: exact (`https://app.example.com`), wildcard
+    /// (`https://*.example.com`), `null`, or `*` alone for any origin (then `Access-Control-Allow-Origin: *`;
+    /// otherwise the request's origin is echoed).
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 300)))]
+    pub allow_origins: Vec<String>,
+    /// `Access-Control-Allow-Methods`. Default `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub allow_methods: Vec<String>,
+    /// `Access-Control-Allow-Headers`. Default: ingress-nginx's list (`DNT, Keep-Alive, User-Agent,
+    /// X-Requested-With, If-Modified-Since, Cache-Control, Content-Type, Range, Authorization`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub allow_headers: Vec<String>,
+    /// `Access-Control-Expose-Headers`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub expose_headers: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true`. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// `Access-Control-Max-Age`, in seconds. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
 }
 
 /// Client address blocks, as CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses (`203.0.113.7`).

@@ -48,6 +48,13 @@ pub async fn proxy(
     mut trail: Trail,
 ) -> Response<ProxyBody> {
     let bytes_up = trail.access.as_ref().and_then(|_| access::content_length(req.headers()));
+    let cors = route.policy.cors.as_ref().and_then(|cors| super::cors::headers(cors, req.headers()));
+    if let Some(cors) = cors.clone().filter(|_| req.method() == http::Method::OPTIONS) {
+        // A preflight from an allowed origin is answered here, as ingress-nginx answers it.
+        let response = super::cors::preflight(cors);
+        trail.finish_plain(shared, response.status(), access::Bytes::default());
+        return response;
+    }
     let (parts, body) = req.into_parts();
     let affinity = pipeline::affinity(shared, conn, route, &parts, &mut trail);
     let req = Request::from_parts(parts, body);
@@ -60,6 +67,9 @@ pub async fn proxy(
     // must pin the client before it upgrades.
     if let Some(cookie) = affinity.and_then(|a| a.set_cookie) {
         response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    if let Some(cors) = cors {
+        super::cors::apply(response.headers_mut(), cors);
     }
     let bytes = access::Bytes { up: bytes_up, down: access::content_length(response.headers()) };
     trail.finish_plain(shared, response.status(), bytes);

@@ -47,6 +47,7 @@ mod balancer;
 mod body;
 pub mod client_ip;
 mod conn;
+mod cors;
 mod error;
 pub mod explain;
 mod fast_upgrade;

@@ -32,9 +32,9 @@ pub mod tls;
 
 pub use matches::{Conditions, HeaderCondition, Pattern, QueryCondition, RequestView, ValueMatch};
 pub use policy::{
-    Admission, CookieAffinity, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing, OriginPolicy,
-    PathRewrite, Policy, Rate, Rebalance, RedirectTarget, RequestRewrite, RouteLimits, RouteRedirect, SameSite,
-    SourceRanges, SubprotocolPolicy, Toward,
+    Admission, CookieAffinity, CorsPolicy, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing,
+    OriginPolicy, PathRewrite, Policy, Rate, Rebalance, RedirectTarget, RequestRewrite, RouteLimits, RouteRedirect,
+    SameSite, SourceRanges, SubprotocolPolicy, Toward,
 };
 pub use tls::{Certificate, TlsTable};
 

@@ -10,6 +10,7 @@
 //!     ├─ source_ranges   client addresses allowed / denied (403), every request and handshake
 //!     ├─ redirect        answered by wsgate with a redirect instead of being proxied
 //!     ├─ max_request_body_bytes   plain HTTP bodies (413 above it)
+//!     ├─ cors            cross-origin plain requests from browsers (preflights answered 204 by wsgate)
 //!     ├─ rewrite         the path, Host and extra headers the backend gets
 //!     ├─ frames       (WebSocket sessions: keepalive pings, message limit, drain, rebalance; any of
 //!     │                them puts the route's sessions on the frame layer instead of the byte tunnel)
@@ -58,6 +59,8 @@ pub struct Policy {
     /// backend is contacted). WebSocket frames are not counted (see `frames.max_message_bytes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
     #[serde(skip_serializing_if = "RequestRewrite::is_empty")]
     pub rewrite: RequestRewrite,
     #[serde(skip_serializing_if = "Admission::is_open")]
@@ -77,6 +80,7 @@ impl Default for Policy {
             source_ranges: None,
             redirect: None,
             max_request_body_bytes: None,
+            cors: None,
             rewrite: RequestRewrite::default(),
             admission: Admission::default(),
             frames: FramePolicy::default(),
@@ -106,6 +110,22 @@ impl SourceRanges {
         !self.deny.iter().any(|c| c.contains(client))
             && (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(client)))
     }
+}
+
+/// Cross-origin requests from browsers on plain HTTP (WebSocket handshakes have `allowedOrigins`). A
+/// preflight (`OPTIONS` from an allowed origin) is answered 204 by wsgate; other answers to an allowed
+/// origin get the `Access-Control-*` headers (replacing the backend's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CorsPolicy {
+    /// `None`: any origin (`Access-Control-Allow-Origin: *`); else these, and the request's `Origin`
+    /// is echoed.
+    pub origins: Option<OriginPolicy>,
+    pub allow_methods: String,
+    pub allow_headers: String,
+    /// Empty: no `Access-Control-Expose-Headers`.
+    pub expose_headers: String,
+    pub allow_credentials: bool,
+    pub max_age_secs: u64,
 }
 
 /// A route that answers with a redirect instead of proxying (plain requests and handshakes alike).

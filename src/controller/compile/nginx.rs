@@ -23,10 +23,11 @@ use std::collections::BTreeMap;
 
 use super::policy::PolicySpec;
 use crate::crd::{
-    AffinityCookie, ConnectionLimits, HashOnSpec, HashOnType, LoadBalancingPolicy, LoadBalancingSpec, SameSiteSpec,
-    SourceRangesSpec,
+    AffinityCookie, ConnectionLimits, CorsSpec, HashOnSpec, HashOnType, LoadBalancingPolicy, LoadBalancingSpec,
+    SameSiteSpec, SourceRangesSpec,
 };
 use crate::routes::cidr::Cidr;
+use crate::routes::policy::Origin;
 use crate::routes::{RedirectTarget, RouteRedirect};
 use http::HeaderValue;
 
@@ -306,13 +307,26 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
         "nginx sizes (`8m`, `512k`, `1g`, plain bytes; `0`: no limit): a larger plain HTTP body gets 413. Without \
          it wsgate sets no limit (ingress-nginx's default was 1m)",
     ),
-    row("enable-cors", Unsupported, "", "CORS is not translated yet: wsgate adds no CORS headers"),
-    row("cors-allow-origin", Unsupported, "", "see enable-cors"),
-    row("cors-allow-methods", Unsupported, "", "see enable-cors"),
-    row("cors-allow-headers", Unsupported, "", "see enable-cors"),
-    row("cors-expose-headers", Unsupported, "", "see enable-cors"),
-    row("cors-allow-credentials", Unsupported, "", "see enable-cors"),
-    row("cors-max-age", Unsupported, "", "see enable-cors"),
+    row(
+        "enable-cors",
+        Same,
+        "cors",
+        "`true`: a preflight (OPTIONS) from an allowed origin is answered 204 by wsgate, other answers get the \
+         Access-Control-* headers; ingress-nginx's defaults for every cors-* left out",
+    ),
+    row(
+        "cors-allow-origin",
+        Differs,
+        "cors.allowOrigins",
+        "default `*`; a list of origins is matched and the request's origin echoed. `https://*.example.com` \
+         matches subdomains at any depth (ingress-nginx: one label). A value ingress-nginx would not take falls \
+         back to `*`, as there",
+    ),
+    row("cors-allow-methods", Same, "cors.allowMethods", "default GET, PUT, POST, DELETE, PATCH, OPTIONS"),
+    row("cors-allow-headers", Same, "cors.allowHeaders", "default ingress-nginx's list"),
+    row("cors-expose-headers", Same, "cors.exposeHeaders", "default none"),
+    row("cors-allow-credentials", Same, "cors.allowCredentials", "default true, as in ingress-nginx"),
+    row("cors-max-age", Same, "cors.maxAge", "seconds, default 1728000 (20 days), as in ingress-nginx"),
     row(
         "rewrite-target",
         Same,
@@ -710,6 +724,35 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
             None => None,
         },
     };
+
+    // CORS, with ingress-nginx's defaults (which differ from a WebSocketRoute's).
+    if get("enable-cors").and_then(parse_bool) == Some(true) {
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .map(|v| v.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect())
+                .unwrap_or_default()
+        };
+        let mut origins = list("cors-allow-origin");
+        let valid = |o: &String| o == "*" || o == "null" || Origin::parse(o).is_some();
+        if origins.is_empty() || !origins.iter().all(valid) {
+            if !origins.is_empty() {
+                let value = get("cors-allow-origin").unwrap_or_default();
+                notes.fallback("cors-allow-origin", value, "origins such as https://app.example.com");
+            }
+            origins = vec!["*".to_string()];
+        }
+        let credentials = get("cors-allow-credentials").is_none_or(|v| parse_bool(v) != Some(false));
+        let max_age = get("cors-max-age").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1_728_000);
+        let methods = list("cors-allow-methods");
+        out.spec.cors = Some(CorsSpec {
+            allow_origins: origins,
+            allow_methods: methods,
+            allow_headers: list("cors-allow-headers"),
+            expose_headers: list("cors-expose-headers"),
+            allow_credentials: Some(credentials),
+            max_age: Some(max_age),
+        });
+    }
 
     // Request bodies: nginx sizes; 0 turns the check off; a bad value falls back (no limit here).
     if let Some(size) = get("proxy-body-size").filter(|v| !v.is_empty()) {

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use super::duration::parse_duration;
 use crate::crd::{
-    AffinityCookie, ConnectionLimits, Drain, EndpointTermination, HashOnSpec, HashOnType, Keepalive as KeepaliveSpec,
-    KeepaliveToward, LoadBalancingPolicy, LoadBalancingSpec, RebalanceSpec, SameSiteSpec, SourceRangesSpec,
-    Subprotocols, Timeouts,
+    AffinityCookie, ConnectionLimits, CorsSpec, Drain, EndpointTermination, HashOnSpec, HashOnType,
+    Keepalive as KeepaliveSpec, KeepaliveToward, LoadBalancingPolicy, LoadBalancingSpec, RebalanceSpec, SameSiteSpec,
+    SourceRangesSpec, Subprotocols, Timeouts,
 };
 use crate::routes::cidr::Cidr;
 use crate::routes::policy::{
@@ -27,8 +27,9 @@ use crate::routes::policy::{
     OriginWildcard,
 };
 use crate::routes::{
-    self, Admission, CookieAffinity, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive, LoadBalancing,
-    OriginPolicy, Policy, Rate, Rebalance, RouteLimits, SameSite, SourceRanges, SubprotocolPolicy, Toward,
+    self, Admission, CookieAffinity, CorsPolicy, DrainPolicy, FramePolicy, HashOn, HashPolicy, Keepalive,
+    LoadBalancing, OriginPolicy, Policy, Rate, Rebalance, RouteLimits, SameSite, SourceRanges, SubprotocolPolicy,
+    Toward,
 };
 
 /// Default `keepalive.pongTimeout`.
@@ -86,6 +87,7 @@ pub(super) struct PolicySpec {
     pub allowed_origins: Vec<String>,
     pub allow_missing_origin: Option<bool>,
     pub source_ranges: Option<SourceRangesSpec>,
+    pub cors: Option<CorsSpec>,
     pub subprotocols: Option<Subprotocols>,
     pub limits: Option<ConnectionLimits>,
     pub keepalive: Option<KeepaliveSpec>,
@@ -117,6 +119,7 @@ impl PolicySpec {
         }
         take(&mut self.allow_missing_origin, under.allow_missing_origin, "allowMissingOrigin", t);
         take(&mut self.source_ranges, under.source_ranges, "sourceRanges", t);
+        take(&mut self.cors, under.cors, "cors", t);
         take(&mut self.subprotocols, under.subprotocols, "subprotocols", t);
         take(&mut self.limits, under.limits, "limits", t);
         take(&mut self.keepalive, under.keepalive, "keepalive", t);
@@ -188,6 +191,7 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
     let limits = spec.limits.as_ref().map(|l| limits(l, &mut problem)).unwrap_or_default();
     let frames = frames(spec, &mut problem);
     let source_ranges = spec.source_ranges.as_ref().and_then(|s| source_ranges(s, &mut problem));
+    let cors = spec.cors.as_ref().map(|c| cors(c, &mut problem));
 
     Policy {
         handshake_timeout,
@@ -198,6 +202,7 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
         source_ranges,
         redirect: None,
         max_request_body_bytes: spec.max_request_body_bytes,
+        cors,
         rewrite: Default::default(),
         admission: Admission { origins, subprotocols, limits },
         frames,
@@ -393,6 +398,43 @@ fn origins(
     allow_missing: Option<bool>,
     problem: &mut impl FnMut(&str, String),
 ) -> Option<OriginPolicy> {
+    origin_list("allowedOrigins", list, allow_missing, problem)
+}
+
+/// Default `cors.allowMethods`.
+pub const DEFAULT_CORS_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
+/// Default `cors.allowHeaders` (ingress-nginx's).
+pub const DEFAULT_CORS_HEADERS: &str = "DNT, Keep-Alive, User-Agent, X-Requested-With, If-Modified-Since, Cache-Control, Content-Type, Range, Authorization";
+
+/// `cors`: `*` alone allows any origin; anything else is an origin list like `allowedOrigins`.
+fn cors(spec: &CorsSpec, problem: &mut impl FnMut(&str, String)) -> CorsPolicy {
+    if spec.allow_origins.is_empty() {
+        problem("cors.allowOrigins", "at least one origin (or \"*\") is required".into());
+    }
+    let any = spec.allow_origins.iter().any(|o| o.trim() == "*");
+    if any && spec.allow_origins.len() > 1 {
+        problem("cors.allowOrigins", "\"*\" allows every origin: list it alone".into());
+    }
+    let origins = if any { None } else { origin_list("cors.allowOrigins", &spec.allow_origins, Some(false), problem) };
+    let joined = |list: &[String], default: &str| {
+        if list.is_empty() { default.to_string() } else { list.iter().map(|s| s.trim()).collect::<Vec<_>>().join(", ") }
+    };
+    CorsPolicy {
+        origins,
+        allow_methods: joined(&spec.allow_methods, DEFAULT_CORS_METHODS),
+        allow_headers: joined(&spec.allow_headers, DEFAULT_CORS_HEADERS),
+        expose_headers: joined(&spec.expose_headers, ""),
+        allow_credentials: spec.allow_credentials.unwrap_or(false),
+        max_age_secs: spec.max_age.unwrap_or(5),
+    }
+}
+
+fn origin_list(
+    name: &str,
+    list: &[String],
+    allow_missing: Option<bool>,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<OriginPolicy> {
     if list.is_empty() {
         if allow_missing == Some(false) {
             let message = "allowMissingOrigin: false needs allowedOrigins (without it every origin is allowed)";
@@ -402,7 +444,7 @@ fn origins(
     }
     let mut policy = OriginPolicy { allow_missing: allow_missing.unwrap_or(true), ..OriginPolicy::default() };
     for (i, entry) in list.iter().enumerate() {
-        let field = format!("allowedOrigins[{i}]");
+        let field = format!("{name}[{i}]");
         let text = entry.trim();
         if text == "null" {
             policy.allow_null = true;
@@ -745,6 +787,35 @@ mod tests {
     }
 
     #[test]
+    fn cors_takes_defaults_and_star_only_alone() {
+        let spec = |origins: &[&str]| PolicySpec {
+            cors: Some(CorsSpec {
+                allow_origins: origins.iter().map(|o| o.to_string()).collect(),
+                ..CorsSpec::default()
+            }),
+            ..PolicySpec::default()
+        };
+        let (policy, problems) = compiled(&spec(&["*"]));
+        assert!(problems.is_empty(), "{problems:?}");
+        let cors = policy.cors.expect("a CORS policy");
+        assert_eq!(cors.origins, None, "* is any origin");
+        assert_eq!(
+            (cors.allow_methods.as_str(), cors.allow_credentials, cors.max_age_secs),
+            (DEFAULT_CORS_METHODS, false, 5)
+        );
+        let (policy, problems) = compiled(&spec(&["https://app.example.com"]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            policy.cors.and_then(|c| c.origins).map(|o| o.exact),
+            Some(vec!["https://app.example.com".to_string()])
+        );
+        let (_, problems) = compiled(&spec(&["*", "https://app.example.com"]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let (_, problems) = compiled(&spec(&["https://app.example.com/path"]));
+        assert_eq!(problems.first().map(|p| p.0.as_str()), Some("cors.allowOrigins[0]"), "{problems:?}");
+    }
+
+    #[test]
     fn annotations_and_spec_fields_compile_to_the_same_policy() {
         let annotated = from_annotations(Some(&annotations(&[
             ("wsgate.dev/hash-on", "cookie:SESSION"),
@@ -789,6 +860,7 @@ mod tests {
                 allow: vec!["10.0.0.0/8".into(), "192.168.1.7".into()],
                 deny: vec!["10.9.0.0/16".into()],
             }),
+            cors: None,
             subprotocols: Some(Subprotocols { allowed: vec!["graphql-transport-ws".into()], required: None }),
             limits: Some(ConnectionLimits {
                 max_connections_per_client: Some(10),

@@ -116,6 +116,7 @@ pub(super) fn compile_route(
         allowed_origins: spec.allowed_origins.clone(),
         allow_missing_origin: spec.allow_missing_origin,
         source_ranges: spec.source_ranges.clone(),
+        cors: spec.cors.clone(),
         subprotocols: spec.subprotocols.clone(),
         limits: spec.limits.clone(),
         keepalive: spec.keepalive.clone(),
