@@ -5,10 +5,9 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use wsgate::controller::compile::CompileOptions;
-use wsgate::server::{self, ServerConfig, Source};
+use wsgate::server;
 
 use support::{Folder, Ws, echo, echo_server, eventually, sample, within};
 
@@ -41,20 +40,7 @@ struct Running {
 }
 
 async fn start(dir: &Path) -> Running {
-    let config = ServerConfig {
-        http_addr: "127.0.0.1:0".parse().expect("address"),
-        https_addr: None,
-        admin_addr: "127.0.0.1:0".parse().expect("address"),
-        source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
-        drain: Duration::from_secs(1),
-        shutdown_delay: Duration::ZERO,
-        access_log: wsgate::dataplane::AccessLog::Off,
-        https_redirect_port: None,
-        max_connections: None,
-        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
-        trusted_proxies: Default::default(),
-        proxy_protocol: false,
-    };
+    let config = support::file_mode_config(dir, CompileOptions::default());
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");
     let admin = bound.admin.local_addr().expect("admin address");

@@ -16,7 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use support::*;
 use wsgate::controller::compile::CompileOptions;
-use wsgate::server::{self, ServerConfig, Source};
+use wsgate::server;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -70,20 +70,7 @@ impl Running {
 async fn start(dir: &Path) -> Running {
     let compile =
         CompileOptions { nginx_compat: true, watch_ingress_classes: vec!["nginx".into()], ..CompileOptions::default() };
-    let config = ServerConfig {
-        http_addr: "127.0.0.1:0".parse().expect("address"),
-        https_addr: None,
-        admin_addr: "127.0.0.1:0".parse().expect("address"),
-        source: Source::Manifests { dir: dir.to_path_buf(), compile },
-        drain: Duration::from_secs(1),
-        shutdown_delay: Duration::ZERO,
-        access_log: wsgate::dataplane::AccessLog::Off,
-        https_redirect_port: None,
-        max_connections: None,
-        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
-        trusted_proxies: Default::default(),
-        proxy_protocol: false,
-    };
+    let config = support::file_mode_config(dir, compile);
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

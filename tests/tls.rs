@@ -7,7 +7,6 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -19,7 +18,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use wsgate::controller::compile::CompileOptions;
-use wsgate::server::{self, ServerConfig, Source};
+use wsgate::server::{self, ServerConfig};
 
 use support::ca::{Ca, Issued};
 use support::{Folder, echo, echo_server, eventually, sample, within};
@@ -89,18 +88,9 @@ async fn start(dir: &Path) -> Running {
 async fn start_with(dir: &Path, https: bool, redirect_port: Option<u16>) -> Running {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let config = ServerConfig {
-        http_addr: any,
         https_addr: https.then_some(any),
-        admin_addr: any,
-        source: Source::Manifests { dir: dir.to_path_buf(), compile: CompileOptions::default() },
-        drain: Duration::from_secs(1),
-        shutdown_delay: Duration::ZERO,
-        access_log: wsgate::dataplane::AccessLog::Off,
         https_redirect_port: redirect_port,
-        max_connections: None,
-        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
-        trusted_proxies: Default::default(),
-        proxy_protocol: false,
+        ..support::file_mode_config(dir, CompileOptions::default())
     };
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");

@@ -71,6 +71,29 @@ where
     assert_eq!(reply.into_text().expect("text").as_str(), text);
 }
 
+/// wsgate in file mode on `dir`, every listener on 127.0.0.1:0, no HTTPS, a 1 s drain and no shutdown
+/// delay: what the file-mode tests start (each changes what it needs).
+pub fn file_mode_config(
+    dir: &std::path::Path,
+    compile: wsgate::controller::compile::CompileOptions,
+) -> wsgate::server::ServerConfig {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    wsgate::server::ServerConfig {
+        http_addr: any,
+        https_addr: None,
+        admin_addr: any,
+        source: wsgate::server::Source::Manifests { dir: dir.to_path_buf(), compile },
+        drain: Duration::from_secs(1),
+        shutdown_delay: Duration::ZERO,
+        access_log: wsgate::dataplane::AccessLog::Off,
+        https_redirect_port: None,
+        max_connections: None,
+        max_tracked_clients: wsgate::dataplane::DEFAULT_MAX_TRACKED_CLIENTS,
+        trusted_proxies: Default::default(),
+        proxy_protocol: false,
+    }
+}
+
 /// A temporary manifest folder for file mode, removed on drop.
 pub struct Folder(pub PathBuf);
 

@@ -22,8 +22,8 @@ use super::nginx::{self, NGINX_PREFIX, Support};
 use super::policy::{self, PolicySpec};
 use crate::controller::Snapshot;
 use crate::crd::{
-    BackendRef, HeaderMatchSpec, PathMatchSpec, PathMatchType, RouteMatch, RouteRule, RouteTls, ServiceRef, Timeouts,
-    ValueMatchType, WebSocketRoute, WebSocketRouteSpec,
+    BackendRef, HeaderMatchSpec, PathMatchSpec, PathMatchType, RouteMatch, RouteRule, RouteTls, ServiceRef,
+    ValueMatchType, WebSocketRoute,
 };
 
 /// The outcome of a migration review.
@@ -348,7 +348,7 @@ fn websocket_routes(
         if paths.is_empty() {
             continue;
         }
-        let mut route_spec = policy_fields(spec);
+        let mut route_spec = spec.to_route();
         if !host.is_empty() {
             route_spec.hostnames = vec![host.clone()];
         }
@@ -396,27 +396,6 @@ fn backend_ref(backend: &IngressBackend) -> Option<BackendRef> {
         (None, None) => return None,
     };
     Some(BackendRef { service: ServiceRef { name: service.name.clone(), port }, weight: None })
-}
-
-/// The WebSocketRoute policy fields of a PolicySpec.
-fn policy_fields(spec: &PolicySpec) -> WebSocketRouteSpec {
-    let timeouts = (spec.timeouts != Timeouts::default()).then(|| spec.timeouts.clone());
-    WebSocketRouteSpec {
-        timeouts,
-        load_balancing: spec.load_balancing.clone(),
-        allowed_origins: spec.allowed_origins.clone(),
-        allow_missing_origin: spec.allow_missing_origin,
-        source_ranges: spec.source_ranges.clone(),
-        cors: spec.cors.clone(),
-        subprotocols: spec.subprotocols.clone(),
-        limits: spec.limits.clone(),
-        keepalive: spec.keepalive.clone(),
-        max_message_bytes: spec.max_message_bytes,
-        max_request_body_bytes: spec.max_request_body_bytes,
-        drain: spec.drain.clone(),
-        rebalance: spec.rebalance.clone(),
-        ..WebSocketRouteSpec::default()
-    }
 }
 
 /// Adds a canary Ingress's paths that match this route's host and paths, as the compiler does under

@@ -19,7 +19,7 @@ use super::duration::parse_duration;
 use crate::crd::{
     AffinityCookie, ConnectionLimits, CorsSpec, Drain, EndpointTermination, HashOnSpec, HashOnType,
     Keepalive as KeepaliveSpec, KeepaliveToward, LoadBalancingPolicy, LoadBalancingSpec, RebalanceSpec, SameSiteSpec,
-    SourceRangesSpec, Subprotocols, Timeouts,
+    SourceRangesSpec, Subprotocols, Timeouts, WebSocketRouteSpec,
 };
 use crate::routes::cidr::Cidr;
 use crate::routes::policy::{
@@ -98,6 +98,47 @@ pub(super) struct PolicySpec {
 }
 
 impl PolicySpec {
+    /// The policy fields of a WebSocketRoute.
+    pub fn of_route(spec: &WebSocketRouteSpec) -> PolicySpec {
+        PolicySpec {
+            timeouts: spec.timeouts.clone().unwrap_or_default(),
+            load_balancing: spec.load_balancing.clone(),
+            allowed_origins: spec.allowed_origins.clone(),
+            allow_missing_origin: spec.allow_missing_origin,
+            source_ranges: spec.source_ranges.clone(),
+            cors: spec.cors.clone(),
+            subprotocols: spec.subprotocols.clone(),
+            limits: spec.limits.clone(),
+            keepalive: spec.keepalive.clone(),
+            max_message_bytes: spec.max_message_bytes,
+            max_request_body_bytes: spec.max_request_body_bytes,
+            drain: spec.drain.clone(),
+            rebalance: spec.rebalance.clone(),
+        }
+    }
+
+    /// These fields as a WebSocketRoute's (the inverse of [`of_route`](PolicySpec::of_route); every
+    /// other field of the route is left empty).
+    pub fn to_route(&self) -> WebSocketRouteSpec {
+        let timeouts = (self.timeouts != Timeouts::default()).then(|| self.timeouts.clone());
+        WebSocketRouteSpec {
+            timeouts,
+            load_balancing: self.load_balancing.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            allow_missing_origin: self.allow_missing_origin,
+            source_ranges: self.source_ranges.clone(),
+            cors: self.cors.clone(),
+            subprotocols: self.subprotocols.clone(),
+            limits: self.limits.clone(),
+            keepalive: self.keepalive.clone(),
+            max_message_bytes: self.max_message_bytes,
+            max_request_body_bytes: self.max_request_body_bytes,
+            drain: self.drain.clone(),
+            rebalance: self.rebalance.clone(),
+            ..WebSocketRouteSpec::default()
+        }
+    }
+
     /// These fields, with each one left unset taken from `under` instead; also returns the logical names
     /// of the fields taken (`timeouts.idle`, `loadBalancing`, …), so problems in them can be named.
     pub fn over(mut self, under: PolicySpec) -> (PolicySpec, Vec<&'static str>) {

@@ -110,21 +110,7 @@ pub(super) fn compile_route(
         rules.push(Rule { matches, backends, notes });
     }
 
-    let fields = PolicySpec {
-        timeouts: spec.timeouts.clone().unwrap_or_default(),
-        load_balancing: spec.load_balancing.clone(),
-        allowed_origins: spec.allowed_origins.clone(),
-        allow_missing_origin: spec.allow_missing_origin,
-        source_ranges: spec.source_ranges.clone(),
-        cors: spec.cors.clone(),
-        subprotocols: spec.subprotocols.clone(),
-        limits: spec.limits.clone(),
-        keepalive: spec.keepalive.clone(),
-        max_message_bytes: spec.max_message_bytes,
-        max_request_body_bytes: spec.max_request_body_bytes,
-        drain: spec.drain.clone(),
-        rebalance: spec.rebalance.clone(),
-    };
+    let fields = PolicySpec::of_route(spec);
     let mut problems = Vec::new();
     let policy = compile_policy(&fields, &mut problems);
     for (field, message) in problems {
