@@ -68,9 +68,17 @@ impl Running {
 
 /// wsgate in file mode on `dir` with `--nginx-compat --watch-ingress-class nginx`, ready to serve.
 async fn start(dir: &Path) -> Running {
+    start_trusting(dir, "").await
+}
+
+/// [`start`], with `--trusted-proxies` set to `trusted`.
+async fn start_trusting(dir: &Path, trusted: &str) -> Running {
     let compile =
         CompileOptions { nginx_compat: true, watch_ingress_classes: vec!["nginx".into()], ..CompileOptions::default() };
-    let config = support::file_mode_config(dir, compile);
+    let config = server::ServerConfig {
+        trusted_proxies: trusted.parse().expect("trusted proxies"),
+        ..support::file_mode_config(dir, compile)
+    };
     let bound = config.bind().await.expect("bind");
     let http = bound.http.local_addr().expect("http address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -508,5 +516,31 @@ async fn enable_cors_answers_preflights_itself_and_adds_the_headers_to_answers()
     assert_ne!(status_of(&answer), 204, "not answered by wsgate: {answer}");
     assert_eq!(header_of(&answer, "access-control-allow-origin"), None, "{answer}");
     assert_eq!(header_of(&answer, "x-echo-name"), Some("one"), "the backend answered it: {answer}");
+    wsgate.stop().await;
+}
+
+#[tokio::test]
+async fn force_ssl_redirect_redirects_unless_a_trusted_proxy_says_https() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-force-ssl");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    folder.write("secure.yaml", &ingress_yaml("secure", "secure.example.com", &[("force-ssl-redirect", "true")]));
+    // 127.0.0.1 stands for the TLS-terminating load balancer in front of wsgate.
+    let wsgate = start_trusting(&folder.0, "127.0.0.1").await;
+    served(wsgate.http, "secure.example.com").await;
+    let (proxy, other): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+
+    let answer = exchange_from(other, wsgate.http, &get("secure.example.com", "/login?next=/", "")).await;
+    assert_eq!(status_of(&answer), 308, "plain HTTP, no certificate here: {answer}");
+    assert_eq!(header_of(&answer, "location"), Some("https://secure.example.com/login?next=/"));
+    let answer = exchange_from(other, wsgate.http, &upgrade("secure.example.com", "/ws", "")).await;
+    assert_eq!(status_of(&answer), 308, "handshakes too: {answer}");
+    let https = "X-Forwarded-Proto: https\r\n";
+    let answer = exchange_from(proxy, wsgate.http, &get("secure.example.com", "/login", https)).await;
+    assert_eq!(status_of(&answer), 200, "the trusted proxy terminated TLS: {answer}");
+    let answer = exchange_from(proxy, wsgate.http, &upgrade("secure.example.com", "/ws", https)).await;
+    assert_eq!(status_of(&answer), 101, "{answer}");
+    let answer = exchange_from(other, wsgate.http, &get("secure.example.com", "/login", https)).await;
+    assert_eq!(status_of(&answer), 308, "X-Forwarded-Proto from an untrusted peer is not believed: {answer}");
     wsgate.stop().await;
 }

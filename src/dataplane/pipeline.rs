@@ -150,6 +150,17 @@ impl Trail {
         if let Some(location) = redirect::target(shared, conn.addr.is_https(), route, host, &parts.uri) {
             return Err(Stop::Redirect(StatusCode::PERMANENT_REDIRECT, location));
         }
+        if route.policy.force_https_redirect
+            && !conn.addr.is_https()
+            && !forwarded_https(shared, conn, &parts.headers)
+            && let Some(location) = redirect::location(
+                &normalize_host(host),
+                shared.https_redirect_port.unwrap_or(redirect::DEFAULT_HTTPS_PORT),
+                &parts.uri,
+            )
+        {
+            return Err(Stop::Redirect(StatusCode::PERMANENT_REDIRECT, location));
+        }
         if let Some(answer) = route
             .policy
             .redirect
@@ -248,6 +259,19 @@ impl Trail {
 
 /// The client's address for policies and logs: the socket peer (or the PROXY protocol source), or,
 /// when that peer is a trusted proxy, the address `X-Forwarded-For` names (see `client_ip`).
+/// Whether a `--trusted-proxies` peer says the client came over HTTPS (`X-Forwarded-Proto: https`, its
+/// last value: the one the nearest proxy wrote).
+fn forwarded_https(shared: &Shared, conn: &Conn, headers: &HeaderMap) -> bool {
+    shared.trusted_proxies.is_trusted(conn.addr.ip())
+        && headers
+            .get_all(&super::headers::X_FORWARDED_PROTO)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 pub fn client_ip(shared: &Shared, conn: &Conn, headers: &HeaderMap) -> IpAddr {
     let peer = conn.addr.ip();
     if shared.trusted_proxies.is_empty() {

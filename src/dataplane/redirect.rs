@@ -20,7 +20,7 @@ use super::Shared;
 use super::body::ProxyBody;
 
 /// The port `https://` URLs leave out.
-const DEFAULT_HTTPS_PORT: u16 = 443;
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
 
 /// The port to redirect to, when a request for `route` that came over plain HTTP (`https` false) must
 /// be redirected.

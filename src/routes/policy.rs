@@ -50,6 +50,11 @@ pub struct Policy {
     /// HTTPS listener is on. Set only when the route's object has a usable certificate for its host.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub https_redirect: bool,
+    /// Redirect plain HTTP to HTTPS (308) even without a certificate here: TLS is terminated in front
+    /// of wsgate, which then reports `X-Forwarded-Proto: https` from a `--trusted-proxies` peer
+    /// (ingress-nginx's `force-ssl-redirect`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force_https_redirect: bool,
     /// Which client addresses may use the route at all (plain requests and WebSocket handshakes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ranges: Option<SourceRanges>,
@@ -77,6 +82,7 @@ impl Default for Policy {
             max_lifetime: None,
             load_balancing: LoadBalancing::default(),
             https_redirect: false,
+            force_https_redirect: false,
             source_ranges: None,
             redirect: None,
             max_request_body_bytes: None,

@@ -268,6 +268,7 @@ pub(super) fn compile_ingress(
         }
         let policy = &mut candidate.route.policy;
         policy.redirect = requests.redirect.clone();
+        policy.force_https_redirect = requests.force_https;
         policy.rewrite.host = requests.upstream_vhost.clone();
         if let Some(target) = &requests.rewrite_target {
             let source = candidate.raw_path.as_deref().unwrap_or("/");

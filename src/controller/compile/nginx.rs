@@ -299,7 +299,14 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
         "on by default for an Ingress with spec.tls, as in ingress-nginx: plain HTTP to its hosts with a usable \
          certificate gets 308 to https:// (WebSocket handshakes too); `false` turns it off",
     ),
-    row("force-ssl-redirect", Unsupported, "tls.redirect", "wsgate redirects only hosts it has a certificate for"),
+    row(
+        "force-ssl-redirect",
+        Same,
+        "",
+        "plain HTTP gets 308 to https:// even without a certificate here (TLS ends in front of wsgate); a request \
+         whose X-Forwarded-Proto is https from a --trusted-proxies peer is served. The port is \
+         --https-redirect-port, else 443. No WebSocketRoute field yet",
+    ),
     row(
         "proxy-body-size",
         Same,
@@ -475,6 +482,8 @@ pub(super) struct Requests {
     pub upstream_vhost: Option<String>,
     /// permanent-redirect, temporal-redirect or app-root.
     pub redirect: Option<RouteRedirect>,
+    /// force-ssl-redirect.
+    pub force_https: bool,
 }
 
 impl Requests {
@@ -685,6 +694,7 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
     // Rewrites and redirects (ingress-nginx refuses an Ingress whose redirect URL it cannot take).
     let requests = &mut out.requests;
     requests.use_regex = get("use-regex").and_then(parse_bool) == Some(true);
+    requests.force_https = get("force-ssl-redirect").and_then(parse_bool) == Some(true);
     requests.rewrite_target = get("rewrite-target").filter(|v| !v.is_empty()).map(str::to_string);
     requests.forwarded_prefix = get("x-forwarded-prefix").filter(|v| !v.is_empty()).map(str::to_string);
     requests.upstream_vhost = get("upstream-vhost").filter(|v| !v.is_empty()).map(str::to_string);

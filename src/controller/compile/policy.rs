@@ -240,6 +240,7 @@ pub(super) fn compile_policy(spec: &PolicySpec, problems: &mut Vec<Problem>) -> 
         max_lifetime,
         load_balancing,
         https_redirect: false,
+        force_https_redirect: false,
         source_ranges,
         redirect: None,
         max_request_body_bytes: spec.max_request_body_bytes,
