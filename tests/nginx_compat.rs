@@ -544,3 +544,29 @@ async fn force_ssl_redirect_redirects_unless_a_trusted_proxy_says_https() {
     assert_eq!(status_of(&answer), 308, "X-Forwarded-Proto from an untrusted peer is not believed: {answer}");
     wsgate.stop().await;
 }
+
+#[tokio::test]
+async fn the_affinity_cookie_is_secure_on_answers_over_https_unless_told_otherwise() {
+    let one = echo_server("one").await;
+    let folder = Folder::new("nginx-cookie-secure");
+    folder.write("app.yaml", &service_yaml(&[&one]));
+    folder.write("sticky.yaml", &ingress_yaml("sticky", "sticky.example.com", &[("affinity", "cookie")]));
+    folder.write(
+        "always.yaml",
+        &ingress_yaml("always", "always.example.com", &[("affinity", "cookie"), ("session-cookie-secure", "true")]),
+    );
+    let wsgate = start_trusting(&folder.0, "127.0.0.1").await;
+    served(wsgate.http, "sticky.example.com").await;
+    served(wsgate.http, "always.example.com").await;
+    let (proxy, other): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+    let set_cookie = |answer: String| header_of(&answer, "set-cookie").map(str::to_string).expect("a Set-Cookie");
+    let https = "X-Forwarded-Proto: https\r\n";
+
+    let plain = set_cookie(exchange_from(other, wsgate.http, &get("sticky.example.com", "/", "")).await);
+    assert!(plain.starts_with("INGRESSCOOKIE=") && !plain.contains("Secure"), "plain HTTP: {plain}");
+    let tls = set_cookie(exchange_from(proxy, wsgate.http, &get("sticky.example.com", "/", https)).await);
+    assert!(tls.ends_with("; Secure"), "over HTTPS at the trusted proxy: {tls}");
+    let always = set_cookie(exchange_from(other, wsgate.http, &get("always.example.com", "/", "")).await);
+    assert!(always.contains("; Secure"), "session-cookie-secure: true, even on plain HTTP: {always}");
+    wsgate.stop().await;
+}

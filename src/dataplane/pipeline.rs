@@ -37,7 +37,7 @@ use tracing::{Span, debug, warn};
 
 use crate::metrics::UpgradeOutcome;
 use crate::routes::policy::OriginVerdict;
-use crate::routes::{LoadBalancing, OriginPolicy, RequestView, Route, normalize_host};
+use crate::routes::{HashOn, LoadBalancing, OriginPolicy, RequestView, Route, normalize_host};
 
 use super::Shared;
 use super::access::{self, Kind, Session};
@@ -290,7 +290,15 @@ pub fn affinity(
     trail: &mut Trail,
 ) -> Option<Affinity> {
     let LoadBalancing::ConsistentHash(hash) = &route.policy.load_balancing else { return None };
-    let found = affinity::key(&hash.on, &parts.headers, &parts.uri, client_ip(shared, conn, &parts.headers))?;
+    let mut found = affinity::key(&hash.on, &parts.headers, &parts.uri, client_ip(shared, conn, &parts.headers))?;
+    if let HashOn::Cookie(cookie) = &hash.on
+        && cookie.secure_on_https
+        && !cookie.secure
+        && (conn.addr.is_https() || forwarded_https(shared, conn, &parts.headers))
+        && let Some(set_cookie) = found.set_cookie.as_ref().and_then(|v| v.to_str().ok())
+    {
+        found.set_cookie = HeaderValue::from_str(&format!("{set_cookie}; Secure")).ok();
+    }
     if let Some(access) = &mut trail.access {
         access.set_affinity(found.source);
     }

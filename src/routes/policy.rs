@@ -268,6 +268,10 @@ pub struct CookieAffinity {
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_secs")]
     pub max_age: Option<Duration>,
     pub secure: bool,
+    /// `Secure` on answers to requests that came over HTTPS (here, or per a trusted proxy's
+    /// `X-Forwarded-Proto`), when `secure` is not set: ingress-nginx's default.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub secure_on_https: bool,
     pub http_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub same_site: Option<SameSite>,
@@ -282,6 +286,7 @@ impl CookieAffinity {
             path: "/".to_string(),
             max_age: None,
             secure: false,
+            secure_on_https: false,
             http_only: true,
             same_site: None,
         }

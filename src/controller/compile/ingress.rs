@@ -200,6 +200,7 @@ pub(super) fn compile_ingress(
     let mut spec = annotated.spec;
     let mut from_nginx = Vec::new();
     let mut cookie_path_per_route = false;
+    let mut cookie_secure_on_https = false;
     let mut requests: Option<nginx::Requests> = None;
     let nginx_keys = annotations.map_or(0, |a| a.keys().filter(|k| k.starts_with(nginx::NGINX_PREFIX)).count());
     if nginx_compat {
@@ -217,6 +218,7 @@ pub(super) fn compile_ingress(
         let (merged, taken) = spec.over(translation.spec);
         spec = merged;
         cookie_path_per_route = translation.cookie_path_per_route && taken.contains(&"loadBalancing");
+        cookie_secure_on_https = translation.cookie_secure_on_https && taken.contains(&"loadBalancing");
         requests = Some(translation.requests.clone());
         from_nginx = taken;
         let ssl_redirect_set = annotations.is_some_and(|a| a.contains_key(SSL_REDIRECT_ANNOTATION));
@@ -265,6 +267,12 @@ pub(super) fn compile_ingress(
         candidate.route.policy = policy.clone();
         if cookie_path_per_route {
             cookie_path_from_route(&mut candidate.route);
+        }
+        if cookie_secure_on_https
+            && let LoadBalancing::ConsistentHash(HashPolicy { on: HashOn::Cookie(cookie), .. }) =
+                &mut candidate.route.policy.load_balancing
+        {
+            cookie.secure_on_https = true;
         }
         let policy = &mut candidate.route.policy;
         policy.redirect = requests.redirect.clone();

@@ -286,6 +286,16 @@ fn default_differences(ingress: &Ingress, spec: &PolicySpec) -> Vec<String> {
                 .to_string(),
         );
     }
+    let cookie_secure = annotations
+        .and_then(|a| a.get(&format!("{NGINX_PREFIX}session-cookie-secure")))
+        .is_some_and(|v| v.trim() == "true");
+    if has("affinity") && !cookie_secure {
+        out.push(
+            "default     ingress-nginx set the affinity cookie Secure on answers over HTTPS (and wsgate does under \
+             --nginx-compat); a WebSocketRoute sets it as cookie.secure says: add secure: true for an HTTPS-only host"
+                .to_string(),
+        );
+    }
     if !has("proxy-body-size") {
         out.push("default     ingress-nginx refused request bodies over 1m (413); wsgate sets no limit".to_string());
     }

@@ -144,9 +144,10 @@ pub const NGINX_ANNOTATIONS: &[NginxAnnotation] = &[
     row("session-cookie-samesite", Same, "loadBalancing.hashOn.cookie.sameSite", "None, Lax or Strict"),
     row(
         "session-cookie-secure",
-        Differs,
+        Same,
         "loadBalancing.hashOn.cookie.secure",
-        "`true` sets Secure. Without it ingress-nginx set Secure on answers over HTTPS only; wsgate sets it never",
+        "`true` sets Secure. Without it, Secure is set on answers to requests over HTTPS (here, or per a \
+         --trusted-proxies peer's X-Forwarded-Proto), as in ingress-nginx",
     ),
     row(
         "session-cookie-conditional-samesite-none",
@@ -467,6 +468,8 @@ pub(super) struct Translation {
     pub notes: Vec<Note>,
     /// The affinity cookie's path was not set: each route's own path is used.
     pub cookie_path_per_route: bool,
+    /// `session-cookie-secure` was not `true`: the cookie is Secure on answers over HTTPS.
+    pub cookie_secure_on_https: bool,
     /// `ssl-redirect` asked for, or left at its default: `Some(true)`; `"false"`: `Some(false)`.
     pub ssl_redirect: Option<bool>,
     /// What happens to requests before the backend (no WebSocketRoute fields for these yet).
@@ -578,8 +581,12 @@ pub(super) fn translate(annotations: Option<&BTreeMap<String, String>>) -> Trans
                     _ => notes.fallback("session-cookie-samesite", same_site, "None, Lax or Strict"),
                 }
             }
+            out.cookie_secure_on_https = true;
             match get("session-cookie-secure") {
-                Some(v) if parse_bool(v) == Some(true) => cookie.secure = Some(true),
+                Some(v) if parse_bool(v) == Some(true) => {
+                    cookie.secure = Some(true);
+                    out.cookie_secure_on_https = false;
+                }
                 Some(v) if parse_bool(v).is_none() => notes.fallback("session-cookie-secure", v, "true or false"),
                 _ => {}
             }
