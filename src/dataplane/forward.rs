@@ -48,8 +48,10 @@ pub async fn proxy(
     mut trail: Trail,
 ) -> Response<ProxyBody> {
     let bytes_up = trail.access.as_ref().and_then(|_| access::content_length(req.headers()));
-    let cors = route.policy.cors.as_ref().and_then(|cors| super::cors::headers(cors, req.headers()));
-    if let Some(cors) = cors.clone().filter(|_| req.method() == http::Method::OPTIONS) {
+    let mut cors = route.policy.cors.as_ref().and_then(|cors| super::cors::headers(cors, req.headers()));
+    if req.method() == http::Method::OPTIONS
+        && let Some(cors) = cors.take()
+    {
         // A preflight from an allowed origin is answered here, as ingress-nginx answers it.
         let response = super::cors::preflight(cors);
         trail.finish_plain(shared, response.status(), access::Bytes::default());

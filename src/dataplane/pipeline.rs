@@ -161,13 +161,13 @@ impl Trail {
         {
             return Err(Stop::Redirect(StatusCode::PERMANENT_REDIRECT, location));
         }
-        if let Some(answer) = route
+        if let Some((status, location)) = route
             .policy
             .redirect
             .as_ref()
             .and_then(|r| redirect::route_redirect(r, conn.addr.is_https(), host, &parts.uri))
         {
-            return Err(Stop::Redirect(answer.0, answer.1));
+            return Err(Stop::Redirect(status, location));
         }
         // After the redirect, as ingress-nginx orders them: a refused client is told so on HTTPS.
         if let Some(ranges) = &route.policy.source_ranges

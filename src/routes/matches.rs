@@ -28,10 +28,19 @@ pub struct Pattern {
 impl Pattern {
     /// Compiles `source`, anchored to match a whole value. The error says what is wrong with it.
     pub fn new(source: &str) -> Result<Pattern, String> {
-        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
-            .size_limit(PATTERN_SIZE_LIMIT)
-            .build()
-            .map_err(|error| match error {
+        Pattern::build(source, &format!("^(?:{source})$"))
+    }
+
+    /// Compiles `source` anchored at the start only: it matches a value that begins with a match (a
+    /// prefix pattern, as ingress-nginx's `location ~* "^path"`).
+    pub fn prefix(source: &str) -> Result<Pattern, String> {
+        Pattern::build(source, &format!("^(?:{source})"))
+    }
+
+    /// Compiles `anchored` (`source` with its anchors); the error says what is wrong with `source`.
+    fn build(source: &str, anchored: &str) -> Result<Pattern, String> {
+        let regex =
+            regex::RegexBuilder::new(anchored).size_limit(PATTERN_SIZE_LIMIT).build().map_err(|error| match error {
                 regex::Error::CompiledTooBig(limit) => format!("the pattern compiles to more than {limit} bytes"),
                 // why the last line only: the crate's message repeats the anchored pattern first.
                 other => {
@@ -39,20 +48,6 @@ impl Pattern {
                     let last = text.lines().last().unwrap_or("invalid pattern").trim();
                     last.strip_prefix("error: ").unwrap_or(last).to_string()
                 }
-            })?;
-        Ok(Pattern { source: source.into(), regex: Arc::new(regex) })
-    }
-
-    /// Compiles `source` anchored at the start only: it matches a value that begins with a match (a
-    /// prefix pattern, as ingress-nginx's `location ~* "^path"`).
-    pub fn prefix(source: &str) -> Result<Pattern, String> {
-        let regex = regex::RegexBuilder::new(&format!("^(?:{source})"))
-            .size_limit(PATTERN_SIZE_LIMIT)
-            .build()
-            .map_err(|error| {
-                let text = error.to_string();
-                let last = text.lines().last().unwrap_or("invalid pattern").trim();
-                last.strip_prefix("error: ").unwrap_or(last).to_string()
             })?;
         Ok(Pattern { source: source.into(), regex: Arc::new(regex) })
     }

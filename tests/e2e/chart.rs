@@ -30,7 +30,7 @@ use wsgate::controller::rbac::RULES;
 use wsgate::crd::WebSocketRoute;
 
 use super::{LIVE, PORT, conditions, echo, ingress, ready, route, service, slice};
-use crate::harness::{self, Cluster, TempDir, TestNamespace, TestNet, Wsgate, eventually};
+use crate::harness::{self, Cluster, TempDir, TestNamespace, TestNet, Wsgate, eventually, ingress_addresses};
 use crate::tools;
 
 /// Longest any helm or kubectl invocation may take.
@@ -354,20 +354,6 @@ fn class(mut ingress: Ingress, class: &str) -> Ingress {
         spec.ingress_class_name = Some(class.to_string());
     }
     ingress
-}
-
-async fn ingress_addresses(ingresses: &Api<Ingress>, name: &str) -> Vec<String> {
-    ingresses
-        .get(name)
-        .await
-        .ok()
-        .and_then(|i| i.status)
-        .and_then(|s| s.load_balancer)
-        .and_then(|lb| lb.ingress)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|lb| lb.ip)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

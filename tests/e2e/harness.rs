@@ -445,3 +445,18 @@ pub async fn echo(ws: &mut Ws, text: &str) {
     let reply = within("echo", ws.next()).await.expect("open").expect("message");
     assert_eq!(reply.into_text().expect("text").as_str(), text);
 }
+
+/// The IPs in an Ingress's `status.loadBalancer` (none when it has no status, or no such Ingress).
+pub async fn ingress_addresses(ingresses: &Api<k8s_openapi::api::networking::v1::Ingress>, name: &str) -> Vec<String> {
+    ingresses
+        .get(name)
+        .await
+        .ok()
+        .and_then(|i| i.status)
+        .and_then(|s| s.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|lb| lb.ip)
+        .collect()
+}

@@ -17,7 +17,7 @@ mod tools;
 
 use std::time::Duration;
 
-use harness::{Cluster, TestNet, Wsgate, echo, eventually, object, within};
+use harness::{Cluster, TestNet, Wsgate, echo, eventually, ingress_addresses, object, within};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -274,14 +274,7 @@ async fn status_explains_routes_and_is_written_only_on_change() {
     let ingresses = f.api::<Ingress>();
     f.create(&ingress("web", "status.example", "/", "missing")).await;
     eventually("Ingress status carries the published address", LIVE * 5, || async {
-        ingresses
-            .get("web")
-            .await
-            .ok()
-            .and_then(|i| i.status)
-            .and_then(|s| s.load_balancer)
-            .and_then(|lb| lb.ingress)
-            .is_some_and(|lbs| lbs.iter().any(|lb| lb.ip.as_deref() == Some("198.51.100.10")))
+        ingress_addresses(&ingresses, "web").await.iter().any(|ip| ip == "198.51.100.10")
     })
     .await;
 
@@ -519,21 +512,12 @@ async fn nginx_class_ingresses_are_served_their_annotations_reported_and_their_s
     .await;
 
     let ingresses = f.api::<Ingress>();
-    let published = |name: &'static str| {
-        let ingresses = ingresses.clone();
-        async move {
-            ingresses
-                .get(name)
-                .await
-                .ok()
-                .and_then(|i| i.status)
-                .and_then(|s| s.load_balancer)
-                .and_then(|lb| lb.ingress)
-                .is_some_and(|lbs| !lbs.is_empty())
-        }
-    };
-    eventually("wsgate's own Ingress gets its status", LIVE * 5, || published("ours")).await;
-    assert!(!published("legacy").await, "the nginx Ingress's status is left to ingress-nginx");
+    eventually("wsgate's own Ingress gets its status", LIVE * 5, || async {
+        !ingress_addresses(&ingresses, "ours").await.is_empty()
+    })
+    .await;
+    let legacy = ingress_addresses(&ingresses, "legacy").await;
+    assert!(legacy.is_empty(), "the nginx Ingress's status is left to ingress-nginx: {legacy:?}");
 }
 
 /// Retries a WebSocket to `host` `path` until the route is served.

@@ -265,15 +265,7 @@ pub(super) fn compile_ingress(
     claimant.regex_paths = requests.use_regex || requests.rewrite_target.is_some();
     for candidate in claimant.routes.iter_mut().chain(claimant.default_backend.as_mut()) {
         candidate.route.policy = policy.clone();
-        if cookie_path_per_route {
-            cookie_path_from_route(&mut candidate.route);
-        }
-        if cookie_secure_on_https
-            && let LoadBalancing::ConsistentHash(HashPolicy { on: HashOn::Cookie(cookie), .. }) =
-                &mut candidate.route.policy.load_balancing
-        {
-            cookie.secure_on_https = true;
-        }
+        nginx_cookie_defaults(&mut candidate.route, cookie_path_per_route, cookie_secure_on_https);
         let policy = &mut candidate.route.policy;
         policy.redirect = requests.redirect.clone();
         policy.force_https_redirect = requests.force_https;
@@ -340,16 +332,19 @@ pub(super) fn regex_hosts(claimants: &mut [Claimant], diagnostics: &mut Vec<Diag
     }
 }
 
-/// ingress-nginx's default affinity cookie path: the path of the route (`/` for a regular expression,
-/// which is no cookie path).
-fn cookie_path_from_route(route: &mut Route) {
+/// ingress-nginx's defaults for an affinity cookie its annotations left unset: the path of the route
+/// (`/` for a regular expression, which is no cookie path), and Secure on answers over HTTPS.
+fn nginx_cookie_defaults(route: &mut Route, path_from_route: bool, secure_on_https: bool) {
     if let LoadBalancing::ConsistentHash(HashPolicy { on: HashOn::Cookie(cookie), .. }) =
         &mut route.policy.load_balancing
     {
-        cookie.path = match route.path.kind {
-            PathKind::Exact | PathKind::Prefix => route.path.value.clone(),
-            PathKind::RegularExpression => "/".to_string(),
-        };
+        if path_from_route {
+            cookie.path = match route.path.kind {
+                PathKind::Exact | PathKind::Prefix => route.path.value.clone(),
+                PathKind::RegularExpression => "/".to_string(),
+            };
+        }
+        cookie.secure_on_https |= secure_on_https;
     }
 }
 
@@ -613,7 +608,7 @@ pub(super) fn merge_canary(
                     variants.push(variant(exact(name, "never"), false));
                 }
                 nginx::CanaryHeader::Value(value) => variants.push(variant(exact(name, value), true)),
-                nginx::CanaryHeader::Pattern(pattern) => match Pattern::new(&format!(".*(?:{pattern}).*")) {
+                nginx::CanaryHeader::Pattern(pattern) => match Pattern::new(&nginx::Canary::header_pattern(pattern)) {
                     Ok(compiled) => variants.push(variant(
                         HeaderCondition { name: name.clone(), value: ValueMatch::RegularExpression(compiled) },
                         true,
@@ -625,9 +620,8 @@ pub(super) fn merge_canary(
             }
         }
         if let Some(cookie) = &settings.cookie {
-            let escaped = regex::escape(cookie);
             for (value, to_canary) in [("always", true), ("never", false)] {
-                let pattern = format!("(?:.*;[ \\t]*)?{escaped}={value}(?:[ \\t]*;.*)?");
+                let pattern = nginx::Canary::cookie_pattern(cookie, value);
                 let compiled = Pattern::new(&pattern).expect("an escaped cookie name makes a valid pattern");
                 let condition =
                     HeaderCondition { name: "cookie".to_string(), value: ValueMatch::RegularExpression(compiled) };

@@ -466,15 +466,14 @@ fn join_canary(route: &mut WebSocketRoute, canary: &Ingress, settings: &nginx::C
                     nginx::CanaryHeader::Pattern(pattern) => extra.push(header_rule(
                         name,
                         ValueMatchType::RegularExpression,
-                        format!(".*(?:{pattern}).*"),
+                        nginx::Canary::header_pattern(pattern),
                         vec![canary_backend.clone()],
                     )),
                 }
             }
             if let Some(cookie) = &settings.cookie {
-                let escaped = regex::escape(cookie);
                 for (value, backends) in [("always", vec![canary_backend.clone()]), ("never", main_backends.clone())] {
-                    let pattern = format!("(?:.*;[ \\t]*)?{escaped}={value}(?:[ \\t]*;.*)?");
+                    let pattern = nginx::Canary::cookie_pattern(cookie, value);
                     extra.push(header_rule("cookie", ValueMatchType::RegularExpression, pattern, backends));
                 }
             }

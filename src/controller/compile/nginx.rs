@@ -866,6 +866,20 @@ pub(super) enum CanaryHeader {
     Pattern(String),
 }
 
+impl Canary {
+    /// The whole-value pattern a `canary-by-header-pattern` becomes (ingress-nginx matches it anywhere
+    /// in the value).
+    pub fn header_pattern(pattern: &str) -> String {
+        format!(".*(?:{pattern}).*")
+    }
+
+    /// The whole-value pattern of a `Cookie` header carrying cookie `name` with `value`.
+    pub fn cookie_pattern(name: &str, value: &str) -> String {
+        let name = regex::escape(name);
+        format!("(?:.*;[ \\t]*)?{name}={value}(?:[ \\t]*;.*)?")
+    }
+}
+
 /// The canary settings of an Ingress: `None` when it is not a canary; an error text for a value
 /// ingress-nginx would not take either.
 pub(super) fn canary(annotations: Option<&BTreeMap<String, String>>) -> Option<Result<Canary, String>> {
